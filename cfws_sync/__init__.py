@@ -1,0 +1,22 @@
+"""cfws_sync: the Cloudflare Workers WebSocket API for synchronous Python.
+
+Write WebSocket code the way a Worker does (``WebSocketPair``, ``accept()``,
+``add_event_listener``, ``send``, ``close``) and serve it from any WSGI server, under
+gevent or threads, with the behaviour of Cloudflare's runtime.
+"""
+
+from .blob import Blob
+from .compat import Compatibility, compatibility
+from .errors import DOMException, NetworkError, ProtocolError, RangeError, WebSocketError
+from .events import CloseEvent, ErrorEvent, Event, MessageEvent
+from .websocket import WebSocket, WebSocketPair
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Blob", "CloseEvent", "Compatibility", "DOMException", "ErrorEvent", "Event",
+    "MessageEvent", "NetworkError", "ProtocolError", "RangeError", "WebSocket",
+    "WebSocketError", "WebSocketPair", "compatibility", "signals",
+]
+
+from . import signals  # noqa: E402

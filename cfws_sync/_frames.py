@@ -1,0 +1,293 @@
+"""The wire codec: bytes in, wire events out; messages in, bytes out.  Sans-I/O.
+
+Incoming frames are parsed, unmasked and inflated by wsproto's ``FrameDecoder`` and its
+``PerMessageDeflate`` extension.  On top of that this module reassembles messages, keeps
+the size budget, validates UTF-8, reads Close payloads the way workerd does, and words
+protocol failures in kj's texts (RULES M4).  Outgoing frames are written here, since the
+Close echo must carry any code the peer sent (B4), which wsproto's writer refuses.
+
+Nothing here knows about sockets, threads, or the Workers API: the caller feeds
+:meth:`WireCodec.receive` and acts on the events it returns.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import struct
+from typing import NamedTuple, Optional, Union
+
+from wsproto.extensions import PerMessageDeflate
+from wsproto.frame_protocol import (
+    FrameDecoder,
+    Opcode,
+    ParseFailed,
+    RsvBits,
+    XorMaskerSimple,
+)
+
+__all__ = ["WireCodec", "Message", "PeerClose", "Failure", "Ping", "negotiate_deflate"]
+
+DEFAULT_MAX_MESSAGE_SIZE = 32 << 20  # RULES E1: 33,554,432 bytes
+
+
+class Message(NamedTuple):
+    """A complete data message: ``str`` for text, ``bytes`` for binary (M1)."""
+
+    data: Union[str, bytes]
+
+
+class PeerClose(NamedTuple):
+    """The peer's Close frame; 1005 when it carried no code (B4)."""
+
+    code: int
+    reason: str
+
+
+class Failure(NamedTuple):
+    """The peer broke the protocol; a Close with this code and reason must be sent."""
+
+    code: int
+    reason: str
+
+
+class Ping(NamedTuple):
+    """A ping to be answered with a pong of the same payload (L1)."""
+
+    payload: bytes
+
+
+WireEvent = Union[Message, PeerClose, Failure, Ping]
+
+_DATA = (Opcode.TEXT, Opcode.BINARY, Opcode.CONTINUATION)
+_KNOWN_OPCODES = {int(op) for op in Opcode}
+
+# wsproto's wording -> ours, for the RFC 6455 checks workerd lacks (SPEC §8.1).
+_RFC_REASONS = {
+    "server received unexpected unmasked frame": "Received unmasked frame from client",
+    "client received unexpected masked frame": "Received masked frame from server",
+    "Control frame with payload len > 125": "Received control frame longer than 125 bytes",
+}
+INVALID_UTF8_TEXT = "Invalid UTF-8 in text message"
+INVALID_UTF8_REASON = "Invalid UTF-8 in Close reason"
+
+
+class WireCodec:
+    """One end of a WebSocket connection on the wire.
+
+    :param client: ``True`` for the client end (masks what it sends, RFC 6455 §5.3).
+    :param deflate: the negotiated permessage-deflate extension, or ``None``.
+    :param max_message_size: the incoming message limit in bytes (RULES E1).
+    """
+
+    def __init__(
+        self,
+        client: bool,
+        deflate: Optional[PerMessageDeflate] = None,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    ) -> None:
+        self.client = client
+        self.deflate = deflate
+        self.max_message_size = max_message_size
+        self._decoder = FrameDecoder(client, [deflate] if deflate else [])
+        self._parts: list[bytes] = []
+        self._text: Optional[codecs.IncrementalDecoder] = None  # set while a text message is open
+        self._opcode: Optional[Opcode] = None  # of the message being reassembled
+        self._size = 0  # bytes of the message so far
+        self._in_frame = False  # the last chunk left a frame unfinished
+        self._checked_header: object = None
+        self.finished = False  # a Close or a failure was read: read no more (B9)
+
+    # -- incoming -------------------------------------------------------------------------
+
+    def receive(self, data: bytes) -> list[WireEvent]:
+        """Feed bytes read from the peer; return the events they complete, in order.
+
+        After a :class:`PeerClose` or a :class:`Failure`, nothing more is read (B9, L2).
+        """
+        if self.finished:
+            return []
+        decoder = self._decoder
+        decoder.receive_bytes(data)
+        events: list[WireEvent] = []
+        try:
+            while True:
+                frame = decoder.process_buffer()
+                header = decoder.header
+                if header is not None and header is not self._checked_header:
+                    # RULES E2: refuse from the header, before the payload arrives.
+                    self._checked_header = header
+                    if header.opcode in _DATA and header.payload_len > self._budget():
+                        return self._fail(events, 1009, self._too_large(header.payload_len))
+                if frame is None:
+                    return events
+                event = self._frame(frame)
+                if event is not None:
+                    events.append(event)
+                    if isinstance(event, (PeerClose, Failure)):
+                        self.finished = True
+                        return events
+        except ParseFailed as exc:
+            code, reason = self._describe(exc)
+            return self._fail(events, code, reason)
+
+    def _budget(self) -> int:
+        return self.max_message_size - self._size
+
+    def _too_large(self, size: int) -> str:
+        return "Message is too large: %d > %d" % (size, self._budget())  # RULES E2, E3
+
+    def _fail(self, events: list[WireEvent], code: int, reason: str) -> list[WireEvent]:
+        self.finished = True
+        events.append(Failure(code, reason))
+        return events
+
+    def _frame(self, frame: object) -> Optional[WireEvent]:
+        opcode, payload, frame_finished, fin = frame  # type: ignore[misc]
+        if opcode in _DATA:
+            return self._data(opcode, payload, frame_finished, fin)
+        if opcode is Opcode.PING:
+            return Ping(payload)  # L1: any length is answered... within RFC's 125
+        if opcode is Opcode.CLOSE:
+            return self._close(payload)
+        return None  # L1: an unsolicited pong is ignored
+
+    def _data(
+        self, opcode: Opcode, payload: bytes, frame_finished: bool, fin: bool
+    ) -> Optional[WireEvent]:
+        if not self._in_frame:  # a new frame starts
+            if opcode is Opcode.CONTINUATION and self._opcode is None:
+                return Failure(1002, "Unexpected continuation frame")  # M4
+            if opcode is not Opcode.CONTINUATION:
+                if self._opcode is not None:
+                    return Failure(1002, "Missing continuation frame")  # M4
+                self._opcode = opcode
+                if opcode is Opcode.TEXT:
+                    self._text = codecs.getincrementaldecoder("utf-8")()
+            if frame_finished and len(payload) > self._budget():  # E2, E3: a whole frame
+                return Failure(1009, self._too_large(len(payload)))
+        self._in_frame = not frame_finished
+        if frame_finished:
+            self._checked_header = None
+        self._size += len(payload)
+        if self._size > self.max_message_size:  # inflated size (a deflate bomb), E1
+            return Failure(1009, "Message is too large: %d > %d" % (
+                self._size, self.max_message_size))
+        done = frame_finished and fin
+        if self._text is not None:
+            try:  # SPEC §8.1: fail fast on invalid UTF-8, RFC 6455 §8.1
+                self._parts.append(self._text.decode(payload, done))  # type: ignore[arg-type]
+            except UnicodeDecodeError:
+                return Failure(1007, INVALID_UTF8_TEXT)
+        elif payload:
+            self._parts.append(payload)
+        if not done:
+            return None
+        parts, self._parts = self._parts, []
+        text = self._text is not None
+        self._opcode, self._text, self._size = None, None, 0
+        if text:
+            return Message("".join(parts))  # type: ignore[arg-type]
+        return Message(parts[0] if len(parts) == 1 else b"".join(parts))
+
+    def _close(self, payload: bytes) -> WireEvent:
+        if len(payload) < 2:  # B4: an empty or 1-byte payload means 1005
+            return PeerClose(1005, "")
+        (code,) = struct.unpack_from("!H", payload)
+        try:  # SPEC §8.1: an invalid UTF-8 reason fails with 1007
+            reason = payload[2:].decode("utf-8")
+        except UnicodeDecodeError:
+            return Failure(1007, INVALID_UTF8_REASON)
+        return PeerClose(code, reason)  # B4: any code is echoed as received
+
+    def _describe(self, exc: ParseFailed) -> tuple[int, str]:
+        """Word a wsproto failure as kj does (RULES M4), or as RFC 6455 asks (SPEC §8.1)."""
+        buffered = self._decoder.buffer.buffer
+        if self._decoder.header is None and buffered:  # it failed on a frame header
+            first = buffered[0]
+            opcode = first & 0x0F
+            if opcode not in _KNOWN_OPCODES:
+                return 1002, "Unknown opcode %d" % opcode
+            if first & 0x30:
+                return 1002, "Received frame had RSV bits 2 or 3 set"
+            if first & 0x40 and self.deflate is None:
+                return 1002, (
+                    "Received a WebSocket frame whose compression bit was set, but the "
+                    "compression extension was not negotiated for this connection."
+                )
+            if opcode >= 8 and not first & 0x80:
+                return 1002, "Received fragmented control frame"
+        text = str(exc.args[0]) if exc.args else "protocol error"
+        return int(exc.code), _RFC_REASONS.get(text, text)
+
+    # -- outgoing -------------------------------------------------------------------------
+
+    def message(self, data: Union[str, bytes, bytearray, memoryview]) -> bytes:
+        """Frame one message: ``str`` as text, anything else as binary."""
+        if isinstance(data, str):
+            try:
+                payload = data.encode("utf-8")
+            except UnicodeEncodeError:  # A6: a lone surrogate goes out as WTF-8
+                payload = data.encode("utf-8", "surrogatepass")
+            return self._frame_bytes(Opcode.TEXT, payload)
+        return self._frame_bytes(Opcode.BINARY, data)
+
+    def close(self, code: Optional[int] = None, reason: str = "") -> bytes:
+        """Frame a Close; no code (or 1005) means an empty payload (RULES C1, B4)."""
+        if code is None or code == 1005:
+            return self._frame_bytes(Opcode.CLOSE, b"")
+        raw = reason.encode("utf-8", "surrogatepass")[:123]  # RFC 6455 §5.5: 125 bytes
+        return self._frame_bytes(Opcode.CLOSE, struct.pack("!H", code) + raw)
+
+    def ping(self, payload: bytes = b"") -> bytes:
+        """Frame a ping."""
+        return self._frame_bytes(Opcode.PING, payload[:125])
+
+    def pong(self, payload: bytes = b"") -> bytes:
+        """Frame a pong carrying ``payload`` (RULES L1)."""
+        return self._frame_bytes(Opcode.PONG, payload[:125])
+
+    def _frame_bytes(
+        self, opcode: Opcode, payload: Union[bytes, bytearray, memoryview]
+    ) -> bytes:
+        first = 0x80 | opcode  # RFC 6455 §5.2: always one frame per message
+        if self.deflate is not None and opcode < 8:
+            rsv, payload = self.deflate.frame_outbound(
+                self, opcode, RsvBits(False, False, False), bytes(payload), True  # type: ignore[arg-type]
+            )
+            first |= rsv.rsv1 << 6
+        length = len(payload)
+        mask_bit = 0x80 if self.client else 0
+        if length < 126:
+            header = struct.pack("!BB", first, mask_bit | length)
+        elif length < 65536:
+            header = struct.pack("!BBH", first, mask_bit | 126, length)
+        else:
+            header = struct.pack("!BBQ", first, mask_bit | 127, length)
+        if self.client:  # RFC 6455 §5.3: a fresh random key per frame
+            key = os.urandom(4)
+            return header + key + bytes(XorMaskerSimple(key).process(bytearray(payload)))
+        return header + payload if isinstance(payload, bytes) else header + bytes(payload)
+
+
+def negotiate_deflate(offer_header: Optional[str]) -> tuple[Optional[PerMessageDeflate], Optional[str]]:
+    """Accept a client's permessage-deflate offer (RULES N1).
+
+    :param offer_header: the request's ``Sec-WebSocket-Extensions`` value.
+    :returns: the extension and the response header value, or ``(None, None)``.
+    """
+    if not offer_header:
+        return None, None
+    for offer in offer_header.split(","):
+        name = offer.split(";", 1)[0].strip().lower()
+        if name != "permessage-deflate":
+            continue  # N1: an unknown extension offer is ignored
+        extension = PerMessageDeflate()
+        accepted = extension.accept(offer.strip())
+        if accepted is None or accepted is False:
+            continue
+        value = "permessage-deflate"
+        if isinstance(accepted, str) and accepted:
+            value += "; " + accepted
+        return extension, value
+    return None, None
