@@ -9,12 +9,14 @@ from .blob import Blob
 from .compat import Compatibility, compatibility
 from .errors import DOMException, NetworkError, ProtocolError, RangeError, WebSocketError
 from .events import CloseEvent, ErrorEvent, Event, MessageEvent
+from .http import Headers, Request, Response
+from .wsgi import websocket_app
 from .websocket import WebSocket, WebSocketPair
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Blob", "CloseEvent", "Compatibility", "DOMException", "ErrorEvent", "Event",
+    "Blob", "CloseEvent", "Headers", "Request", "Response", "websocket_app", "Compatibility", "DOMException", "ErrorEvent", "Event",
     "MessageEvent", "NetworkError", "ProtocolError", "RangeError", "WebSocket",
     "WebSocketError", "WebSocketPair", "compatibility", "signals",
 ]
