@@ -73,22 +73,24 @@ class Input(enum.Enum):
     FAILURE = "protocol failure"
 
 
-class Do(enum.Flag):
+class Do:
+    """Effects of a transition, as bit flags (plain ints: this is the per-message path)."""
+
     NOTHING = 0
-    FORWARD = enum.auto()  # pass the message to the peer
-    SEND_CLOSE = enum.auto()  # our Close frame to the peer
-    ECHO_CLOSE = enum.auto()  # the peer's code and reason back to it (B2, B4)
-    DISPATCH = enum.auto()  # dispatch the event of this input
-    FINISH = enum.auto()  # tell the link this end is done with it
-    CANCEL = enum.auto()  # stop a connect in progress (K4)
-    RAISE_NOT_OPEN = enum.auto()  # TypeError: send before accept / open (A2, K3)
-    RAISE_CLOSED = enum.auto()  # TypeError: send after close (C2)
+    FORWARD = 1  # pass the message to the peer
+    SEND_CLOSE = 2  # our Close frame to the peer
+    ECHO_CLOSE = 4  # the peer's code and reason back to it (B2, B4)
+    DISPATCH = 8  # dispatch the event of this input
+    FINISH = 16  # tell the link this end is done with it
+    CANCEL = 32  # stop a connect in progress (K4)
+    RAISE_NOT_OPEN = 64  # TypeError: send before accept / open (A2, K3)
+    RAISE_CLOSED = 128  # TypeError: send after close (C2)
 
 
 P, I = Phase, Input
 #: (phase, input) -> (next phase, effects).  A pair missing here is ignored: nothing is
 #: read after the peer's Close (B9), and nothing is dispatched after CLOSED.
-TRANSITIONS: dict[tuple[Phase, Input], tuple[Phase, Do]] = {
+TRANSITIONS: dict[tuple[Phase, Input], tuple[Phase, int]] = {
     # K1, K3, K4, K5: a client connecting.
     (P.CONNECTING, I.SEND): (P.CONNECTING, Do.RAISE_NOT_OPEN),
     (P.CONNECTING, I.CLOSE): (P.CONNECTING, Do.CANCEL),
@@ -305,16 +307,38 @@ def js_string(value: object, what: str) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        if value != value:
-            return "NaN"
-        if value in (float("inf"), float("-inf")):
-            return "Infinity" if value > 0 else "-Infinity"
-        if value.is_integer() and abs(value) < 1e21:
-            return str(int(value))
-        return repr(value)
+        return _js_number(value)
     raise TypeError(
         "%s must be str, bytes-like, int, float or bool, not %s; "
         "to send an object, send json.dumps(obj)" % (what, type(value).__name__))
+
+
+def _js_number(value: float) -> str:
+    """ECMAScript ``Number::toString``: the shortest round-trip digits (which ``repr``
+    also finds), written without an exponent from 1e-6 up to 1e21."""
+    if value != value:
+        return "NaN"
+    if value in (float("inf"), float("-inf")):
+        return "Infinity" if value > 0 else "-Infinity"
+    if value == 0:
+        return "0"  # also -0
+    sign = "-" if value < 0 else ""
+    mantissa, _, exponent = repr(abs(value)).partition("e")
+    whole, _, fraction = mantissa.partition(".")
+    digits = (whole + fraction).lstrip("0")
+    # value == 0.digits * 10**point
+    point = len(whole) + int(exponent or 0) - (len(whole + fraction) - len(digits))
+    digits = digits.rstrip("0")
+    if len(digits) <= point <= 21:
+        return sign + digits + "0" * (point - len(digits))
+    if 0 < point <= 21:
+        return sign + digits[:point] + "." + digits[point:]
+    if -6 < point <= 0:
+        return sign + "0." + "0" * -point + digits
+    power = "%+d" % (point - 1)
+    if len(digits) == 1:
+        return sign + digits + "e" + power
+    return sign + digits[0] + "." + digits[1:] + "e" + power
 
 
 def coerce_message(data: object) -> Union[str, bytes]:
@@ -327,7 +351,8 @@ def coerce_message(data: object) -> Union[str, bytes]:
     if isinstance(data, Blob):
         return data.bytes()
     if data is None:
-        raise TypeError(errors.SEND_BAD_TYPE + " (None cannot be sent)")
+        raise TypeError(errors.SEND_BAD_TYPE + " Got None; to send an object, send "
+                        "json.dumps(obj).")  # SPEC §8.5
     if isinstance(data, (int, float)):
         return js_string(data, "send() data")
     try:
