@@ -15,10 +15,13 @@ from __future__ import annotations
 import codecs
 import os
 import struct
-from typing import NamedTuple, Optional, Union
+import zlib
+from typing import NamedTuple, Optional, Union, cast
 
 from wsproto.extensions import PerMessageDeflate
 from wsproto.frame_protocol import (
+    CloseReason,
+    Frame,
     FrameDecoder,
     Opcode,
     ParseFailed,
@@ -26,7 +29,8 @@ from wsproto.frame_protocol import (
     XorMaskerSimple,
 )
 
-__all__ = ["WireCodec", "Message", "PeerClose", "Failure", "Ping", "negotiate_deflate"]
+__all__ = ["WireCodec", "Message", "PeerClose", "Failure", "Ping", "BoundedDeflate",
+           "negotiate_deflate"]
 
 DEFAULT_MAX_MESSAGE_SIZE = 32 << 20  # RULES E1: 33,554,432 bytes
 
@@ -72,6 +76,30 @@ INVALID_UTF8_TEXT = "Invalid UTF-8 in text message"
 INVALID_UTF8_REASON = "Invalid UTF-8 in Close reason"
 
 
+class BoundedDeflate(PerMessageDeflate):
+    """wsproto's permessage-deflate, inflating no more than the message budget allows.
+
+    wsproto inflates a whole chunk at once, so a small compressed frame could expand to
+    gigabytes before any size check (a decompression bomb).  Here each chunk inflates
+    to at most ``limit + 1`` bytes: one byte over the budget is enough to refuse the
+    message with 1009 (RULES E1).
+    """
+
+    #: Bytes the message being read may still grow by; the codec sets it before each read.
+    limit = DEFAULT_MAX_MESSAGE_SIZE
+
+    def frame_inbound_payload_data(
+        self, proto: object, data: bytes
+    ) -> Union[bytes, CloseReason]:
+        if not self._inbound_compressed or not self._inbound_is_compressible:
+            return data
+        assert self._decompressor is not None
+        try:
+            return self._decompressor.decompress(bytes(data), self.limit + 1)
+        except zlib.error:
+            return CloseReason.INVALID_FRAME_PAYLOAD_DATA
+
+
 class WireCodec:
     """One end of a WebSocket connection on the wire.
 
@@ -87,7 +115,9 @@ class WireCodec:
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     ) -> None:
         self.client = client
-        self.deflate = deflate
+        if deflate is not None and not isinstance(deflate, BoundedDeflate):
+            deflate.__class__ = BoundedDeflate  # a caller's own extension is bounded too
+        self.deflate: Optional[BoundedDeflate] = deflate  # type: ignore[assignment]
         self.max_message_size = max_message_size
         self._decoder = FrameDecoder(client, [deflate] if deflate else [])
         self._parts: list[bytes] = []
@@ -112,6 +142,8 @@ class WireCodec:
         events: list[WireEvent] = []
         try:
             while True:
+                if self.deflate is not None:
+                    self.deflate.limit = self._budget()
                 frame = decoder.process_buffer()
                 header = decoder.header
                 if header is not None and header is not self._checked_header:
@@ -142,8 +174,9 @@ class WireCodec:
         events.append(Failure(code, reason))
         return events
 
-    def _frame(self, frame: object) -> Optional[WireEvent]:
-        opcode, payload, frame_finished, fin = frame  # type: ignore[misc]
+    def _frame(self, frame: Frame) -> Optional[WireEvent]:
+        opcode, frame_finished, fin = frame.opcode, frame.frame_finished, frame.message_finished
+        payload = cast(bytes, frame.payload)  # str and tuple only in wsproto's own parser
         if opcode in _DATA:
             return self._data(opcode, payload, frame_finished, fin)
         if opcode is Opcode.PING:
@@ -236,7 +269,12 @@ class WireCodec:
         """Frame a Close; no code (or 1005) means an empty payload (RULES C1, B4)."""
         if code is None or code == 1005:
             return self._frame_bytes(Opcode.CLOSE, b"")
-        raw = reason.encode("utf-8", "surrogatepass")[:123]  # RFC 6455 §5.5: 125 bytes
+        raw = reason.encode("utf-8", "surrogatepass")
+        if len(raw) > 123:  # RFC 6455 §5.5: 125 bytes; cut at a character boundary
+            end = 123
+            while raw[end] & 0xC0 == 0x80:  # a UTF-8 continuation byte
+                end -= 1
+            raw = raw[:end]
         return self._frame_bytes(Opcode.CLOSE, struct.pack("!H", code) + raw)
 
     def ping(self, payload: bytes = b"") -> bytes:
@@ -270,7 +308,9 @@ class WireCodec:
         return header + payload if isinstance(payload, bytes) else header + bytes(payload)
 
 
-def negotiate_deflate(offer_header: Optional[str]) -> tuple[Optional[PerMessageDeflate], Optional[str]]:
+def negotiate_deflate(
+    offer_header: Optional[str],
+) -> tuple[Optional[BoundedDeflate], Optional[str]]:
     """Accept a client's permessage-deflate offer (RULES N1).
 
     :param offer_header: the request's ``Sec-WebSocket-Extensions`` value.
@@ -282,7 +322,7 @@ def negotiate_deflate(offer_header: Optional[str]) -> tuple[Optional[PerMessageD
         name = offer.split(";", 1)[0].strip().lower()
         if name != "permessage-deflate":
             continue  # N1: an unknown extension offer is ignored
-        extension = PerMessageDeflate()
+        extension = BoundedDeflate()
         accepted = extension.accept(offer.strip())
         if accepted is None or accepted is False:
             continue

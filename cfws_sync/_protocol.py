@@ -196,7 +196,7 @@ class Machine:
         """D4: anything but exactly ``"blob"`` or ``"arraybuffer"`` is ignored."""
         if value == "blob" or value == "arraybuffer":
             with self.lock:
-                self.binary_type = value  # type: ignore[assignment]
+                self.binary_type = value
 
     def send(self, data: Union[str, bytes]) -> None:
         """Pass one message to the peer, or raise workerd's ``TypeError``."""

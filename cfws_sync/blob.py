@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from typing import Iterable, Optional, Union
 
 __all__ = ["Blob"]
@@ -17,9 +18,10 @@ class Blob:
     """
 
     __slots__ = ("_data", "type")
+    _data: builtins.bytes
 
     def __init__(self, parts: Iterable[BlobPart] = (), type: str = "") -> None:
-        chunks = []
+        chunks: list[builtins.bytes] = []
         for part in parts:
             if isinstance(part, Blob):
                 chunks.append(part._data)
@@ -37,7 +39,7 @@ class Blob:
         self.type = type
 
     @classmethod
-    def _wrap(cls, data: bytes) -> "Blob":
+    def _wrap(cls, data: builtins.bytes) -> "Blob":
         blob = cls.__new__(cls)
         blob._data = data
         blob.type = ""
@@ -48,11 +50,11 @@ class Blob:
         """The length in bytes."""
         return len(self._data)
 
-    def bytes(self) -> bytes:
+    def bytes(self) -> builtins.bytes:
         """The content as ``bytes``."""
         return self._data
 
-    def array_buffer(self) -> bytes:
+    def array_buffer(self) -> builtins.bytes:
         """The content as ``bytes`` (JavaScript's ``arrayBuffer()``)."""
         return self._data
 

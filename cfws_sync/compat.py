@@ -71,12 +71,13 @@ class Compatibility:
         settings = {}
         if date is not None:
             try:
-                datetime.date.fromisoformat(date)
+                # isoformat(): other spellings Python accepts ("20260407") compare right
+                day = datetime.date.fromisoformat(date).isoformat()
             except (TypeError, ValueError):
                 raise ValueError(
                     "compatibility date must be 'YYYY-MM-DD', not %r" % (date,)
                 ) from None
-            settings = {name: date >= on for name, on in _ENABLE_DATES.items()}
+            settings = {name: day >= on for name, on in _ENABLE_DATES.items()}
         for flag in flags:
             if flag not in _FLAGS:
                 raise ValueError(

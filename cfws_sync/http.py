@@ -6,6 +6,8 @@ carrying one end of a :class:`~cfws_sync.WebSocketPair` upgrades the connection.
 
 from __future__ import annotations
 
+import builtins
+import functools
 import json as _json
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Optional, Union
 from urllib.parse import quote
@@ -130,13 +132,13 @@ def _body_bytes(body: Body) -> Optional[bytes]:
 class _Body:
     """The synchronous body readers shared by ``Request`` and ``Response``."""
 
-    _body: Optional[bytes]
+    _body: Optional[builtins.bytes]
 
-    def bytes(self) -> bytes:
+    def bytes(self) -> builtins.bytes:
         """The body as ``bytes`` (empty when there is none)."""
         return self._body or b""
 
-    def array_buffer(self) -> bytes:
+    def array_buffer(self) -> builtins.bytes:
         """The body as ``bytes`` (JavaScript's ``arrayBuffer()``)."""
         return self.bytes()
 
@@ -292,10 +294,9 @@ class _ClassOrInstance:
     """``Response.json(data)`` builds a response; ``response.json()`` parses the body."""
 
     def __get__(self, obj: Optional[Response], owner: type) -> Any:
-        return _json_response if obj is None else obj._parse_json
+        return _json_response if obj is None else functools.partial(_Body.json, obj)
 
 
-Response._parse_json = _Body.json  # type: ignore[attr-defined]
 Response.json = _ClassOrInstance()  # type: ignore[assignment, method-assign]
 
 

@@ -32,7 +32,10 @@ class Signal(blinker.Signal):
         """Connect ``receiver``; it is held strongly unless ``weak=True`` is given."""
         return super().connect(receiver, sender, weak)
 
-    def send(self, sender: Any = None, /, **kwargs: Any) -> list[tuple[Any, Any]]:  # type: ignore[override]
+    #: The signal name, for logging.
+    name = ""
+
+    def send(self, sender: Any = None, /, **kwargs: Any) -> list[tuple[Any, Any]]:
         """Call every receiver; an exception in one is logged and the rest still run."""
         if self.is_muted or not self.receivers:
             return []
