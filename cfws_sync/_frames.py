@@ -100,6 +100,45 @@ class BoundedDeflate(PerMessageDeflate):
             return CloseReason.INVALID_FRAME_PAYLOAD_DATA
 
 
+try:  # an optional C unmask, from a well-kept package, when it is installed
+    from websockets.speedups import apply_mask as _apply_mask
+except ImportError:  # pragma: no cover - depends on the environment
+    _apply_mask = None
+
+
+class _FastMasker:
+    """XOR with the frame's mask key in C, keeping the key's phase across chunks."""
+
+    __slots__ = ("key", "offset")
+
+    def __init__(self, key: bytes) -> None:
+        self.key = bytes(key)
+        self.offset = 0
+
+    def process(self, data: bytes) -> bytes:
+        phase = self.offset & 3
+        key = self.key[phase:] + self.key[:phase] if phase else self.key
+        self.offset += len(data)
+        return _apply_mask(data, key)  # type: ignore[misc, no-any-return]
+
+
+class _Decoder(FrameDecoder):
+    """wsproto's frame decoder, with the C unmask swapped in when available."""
+
+    def parse_header(self) -> bool:
+        if not super().parse_header():
+            return False
+        if _apply_mask is not None and isinstance(self.masker, XorMaskerSimple):
+            self.masker = _FastMasker(self.masker._masking_key)  # type: ignore[assignment]
+        return True
+
+
+def _mask(payload: bytes, key: bytes) -> bytes:
+    if _apply_mask is not None:
+        return _apply_mask(payload, key)  # type: ignore[no-any-return]
+    return bytes(XorMaskerSimple(key).process(bytearray(payload)))
+
+
 class WireCodec:
     """One end of a WebSocket connection on the wire.
 
@@ -119,7 +158,7 @@ class WireCodec:
             deflate.__class__ = BoundedDeflate  # a caller's own extension is bounded too
         self.deflate: Optional[BoundedDeflate] = deflate  # type: ignore[assignment]
         self.max_message_size = max_message_size
-        self._decoder = FrameDecoder(client, [deflate] if deflate else [])
+        self._decoder = _Decoder(client, [deflate] if deflate else [])
         self._parts: list[bytes] = []
         self._text: Optional[codecs.IncrementalDecoder] = None  # set while a text message is open
         self._opcode: Optional[Opcode] = None  # of the message being reassembled
@@ -188,6 +227,9 @@ class WireCodec:
     def _data(
         self, opcode: Opcode, payload: bytes, frame_finished: bool, fin: bool
     ) -> Optional[WireEvent]:
+        if fin and frame_finished and not self._in_frame and self._opcode is None \
+                and opcode is not Opcode.CONTINUATION:
+            return self._whole_message(opcode, payload)
         if not self._in_frame:  # a new frame starts
             if opcode is Opcode.CONTINUATION and self._opcode is None:
                 return Failure(1002, "Unexpected continuation frame")  # M4
@@ -222,6 +264,18 @@ class WireCodec:
         if text:
             return Message("".join(parts))  # type: ignore[arg-type]
         return Message(parts[0] if len(parts) == 1 else b"".join(parts))
+
+    def _whole_message(self, opcode: Opcode, payload: bytes) -> WireEvent:
+        """The common case: one unfragmented message, read in one piece."""
+        self._checked_header = None
+        if len(payload) > self._budget():  # E2: a whole frame over the limit
+            return Failure(1009, self._too_large(len(payload)))
+        if opcode is Opcode.TEXT:
+            try:  # SPEC §8.1
+                return Message(payload.decode("utf-8"))
+            except UnicodeDecodeError:
+                return Failure(1007, INVALID_UTF8_TEXT)
+        return Message(payload)
 
     def _close(self, payload: bytes) -> WireEvent:
         if len(payload) < 2:  # B4: an empty or 1-byte payload means 1005
@@ -304,7 +358,7 @@ class WireCodec:
             header = struct.pack("!BBQ", first, mask_bit | 127, length)
         if self.client:  # RFC 6455 §5.3: a fresh random key per frame
             key = os.urandom(4)
-            return header + key + bytes(XorMaskerSimple(key).process(bytearray(payload)))
+            return header + key + _mask(bytes(payload), key)
         return header + payload if isinstance(payload, bytes) else header + bytes(payload)
 
 

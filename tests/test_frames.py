@@ -467,3 +467,22 @@ def test_E1_deflate_bomb_in_small_chunks_is_refused_as_soon_as_it_passes_the_lim
         fed += 4096
     assert len(events) == 1 and events[0].code == 1009
     assert fed < len(frame), "refused before the whole frame arrived"
+
+
+@pytest.mark.parametrize("accelerated", [True, False])
+def test_masking_with_and_without_the_optional_C_unmask(monkeypatch, accelerated):
+    # RFC 6455 §5.3: masked frames round-trip whichever unmask runs, across chunk
+    # boundaries that fall inside the 4-byte key cycle.
+    from cfws_sync import _frames
+
+    if not accelerated:
+        monkeypatch.setattr(_frames, "_apply_mask", None)
+    elif _frames._apply_mask is None:
+        pytest.fail("websockets.speedups is a test dependency and should be importable")
+    client, server = WireCodec(client=True), WireCodec(client=False)
+    payload = bytes(range(256)) * 1000 + b"tail"
+    wire = client.message(payload) + client.message("é" * 1000)
+    events = []
+    for start in range(0, len(wire), 4093):  # odd chunk sizes
+        events.extend(server.receive(wire[start:start + 4093]))
+    assert events == [Message(payload), Message("é" * 1000)]
