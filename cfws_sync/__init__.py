@@ -6,10 +6,14 @@ gevent or threads, with the behaviour of Cloudflare's runtime.
 """
 
 from .blob import Blob
+from .client import (ConnectError, ConnectionClosed, ConnectTimeout, HandshakeError, connect,
+                     fetch)
 from .compat import Compatibility, compatibility
 from .errors import DOMException, NetworkError, ProtocolError, RangeError, WebSocketError
 from .events import CloseEvent, ErrorEvent, Event, MessageEvent
 from .http import Headers, Request, Response
+from .redis_backplane import RedisBackplane
+from .room import Room
 from .wsgi import websocket_app
 from .websocket import WebSocket, WebSocketPair
 
@@ -17,8 +21,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Blob", "CloseEvent", "Headers", "Request", "Response", "websocket_app", "Compatibility", "DOMException", "ErrorEvent", "Event",
-    "MessageEvent", "NetworkError", "ProtocolError", "RangeError", "WebSocket",
+    "MessageEvent", "NetworkError", "ProtocolError", "RangeError", "RedisBackplane", "Room",
+    "WebSocket",
     "WebSocketError", "WebSocketPair", "compatibility", "signals",
+    "ConnectError", "ConnectTimeout", "ConnectionClosed", "HandshakeError", "connect", "fetch",
 ]
 
 from . import signals  # noqa: E402

@@ -1,52 +1,20 @@
-"""A chat room: many browsers, one room.  ``python examples/chat.py [--port 8787]``,
-then open http://127.0.0.1:8787/ in a few tabs.
+"""A chat room: many browsers, one room.  ``python examples/chat.py [--port 8787]
+[--redis URL]``, then open http://127.0.0.1:8787/ in a few tabs.
 
-``Room`` is a stand-in with the part of ``cfws_sync.Room``'s API used here, so that
-``class Chat(cfws_sync.Room)`` works the same.  A slow client never holds the others up:
-``send()`` only queues, per socket; a socket whose ``send()`` raises (closed, or dropped
-for a full queue) leaves the room.
+With ``--redis redis://127.0.0.1:6379/0``, several processes (other ports) share the room.
+A slow client never holds the others up: ``send()`` only queues, per socket; a socket
+whose ``send()`` raises (closed, or dropped for a full queue) leaves the room.
 """
 
+import argparse
 import json
-import threading
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from cfws_sync import Response, WebSocketPair, websocket_app
+from cfws_sync import RedisBackplane, Response, Room, WebSocketPair, websocket_app
 from cfws_sync.cli import run
 
 PAGE = (Path(__file__).parent / "chat.html").read_text(encoding="utf-8")
-
-
-class Room:
-    def __init__(self):
-        self._sockets, self._lock = set(), threading.Lock()
-
-    def accept_web_socket(self, ws):
-        ws.add_event_listener("message", lambda event: self.web_socket_message(ws, event.data))
-        ws.add_event_listener("close", lambda event: self._leave(ws))
-        ws.add_event_listener("error", lambda event: self._leave(ws))
-        ws.accept()
-        with self._lock:
-            self._sockets.add(ws)
-
-    def get_web_sockets(self):
-        with self._lock:
-            return list(self._sockets)
-
-    def broadcast(self, data):
-        for ws in self.get_web_sockets():
-            try:
-                ws.send(data)  # queues and returns at once
-            except Exception:
-                self._leave(ws)
-
-    def _leave(self, ws):
-        with self._lock:
-            was_in = ws in self._sockets
-            self._sockets.discard(ws)
-        if was_in:
-            self.web_socket_close(ws)
 
 
 class Chat(Room):
@@ -62,7 +30,7 @@ class Chat(Room):
         self.broadcast(json.dumps(dict(type=kind, name=name, count=count, **fields)))
 
 
-chat = Chat()
+chat = Chat("chat")
 
 
 def handle(request):
@@ -82,4 +50,9 @@ def handle(request):
 app = websocket_app(handle)
 
 if __name__ == "__main__":
-    run(app, "examples/chat.py")
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--redis", metavar="URL")
+    options, rest = parser.parse_known_args()
+    if options.redis:
+        chat = Chat("chat", backplane=RedisBackplane(options.redis))
+    run(app, "examples/chat.py", rest)
