@@ -20,6 +20,7 @@ import urllib.request
 
 import pytest
 
+from tests.redis_server import running_redis
 from tests.servers import free_port, wait_for_port
 from tests.test_examples import example
 
@@ -187,6 +188,24 @@ def test_chat_in_two_windows(browser, tmp_path):
         browser.switch(alice)
         browser.wait_for_text("#messages", "bob left")
         browser.wait_for_text("#status", "1 online")
+
+
+def test_chat_across_two_processes_through_redis(browser, tmp_path):
+    # Two chat servers share one Room through Redis: a browser on each sees the other.
+    with running_redis() as redis, \
+            example("chat", tmp_path, "--redis", redis.url) as first, \
+            example("chat", tmp_path, "--redis", redis.url) as second:
+        join(browser, first, "alice")
+        alice = browser.window()
+        browser.new_window()
+        join(browser, second, "bob")
+        say(browser, "hello across processes")
+        browser.wait_for_text("#messages", "bobhello across processes")
+        browser.switch(alice)
+        browser.wait_for_text("#messages", "bob joined")
+        browser.wait_for_text("#messages", "bobhello across processes")
+        say(browser, "alice on the first process")
+        browser.wait_for_text("#messages", "alicealice on the first process")
 
 
 def test_echo_page(browser, tmp_path):

@@ -11,7 +11,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import urllib.error
 import urllib.request
 
@@ -25,14 +24,14 @@ EXAMPLES = ROOT / "examples"
 
 
 @contextlib.contextmanager
-def example(name, tmp_path):
-    """Run ``examples/<name>.py`` from another directory; yield its port."""
+def example(name, tmp_path, *args):
+    """Run ``examples/<name>.py ARGS`` from another directory; yield its port."""
     port = free_port()
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
-    log_path = tmp_path / (name + ".log")
+    log_path = tmp_path / ("%s-%d.log" % (name, port))
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([sys.executable, str(EXAMPLES / (name + ".py")), "--port",
-                                 str(port)], cwd=str(tmp_path), env=env, stdout=log,
+                                 str(port), *args], cwd=str(tmp_path), env=env, stdout=log,
                                 stderr=subprocess.STDOUT)
     try:
         wait_for_port(port, proc)
