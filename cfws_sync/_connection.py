@@ -1,19 +1,27 @@
 """A WebSocket connection on a real socket: the network peer of one end.
 
-The reader runs in the caller's greenlet or thread (the WSGI request, or a client's
-reader): it reads at least 64 KiB at a time, feeds the wire codec, answers pings, and
-posts each event to the end, whose listeners then run right there: no thread hop per
-message.
+Reading
+    :meth:`Connection.run` runs in the caller's greenlet or thread (the WSGI request, or
+    a client's reader).  It reads up to 256 KiB at a time, feeds the wire codec, answers
+    pings, and posts each event to the end, whose listeners then run right there: no
+    thread hop and no extra copy per message.
 
-Writes never block the caller (SPEC §2): a frame is first offered to the socket without
-waiting; whatever the kernel does not take is queued, and a drain task (a greenlet or a
-thread, only while there is a backlog) writes it with ``sendall``.  The queue is bounded
-by ``max_queue`` bytes: past it, the peer is too slow to keep, and the connection is
-dropped (the end gets ``close`` 1006).
+Writing
+    Writes never block the caller (SPEC §2).  A frame is offered to the kernel without
+    waiting, under one short leaf lock (so frames never interleave); whatever the kernel
+    does not take is queued, and a drain task (a greenlet or a thread, alive only while
+    there is a backlog) writes the queue in order with ``sendall``.  The queue is bounded
+    by ``max_queue`` bytes: past it, the peer is too slow to keep, and the connection is
+    dropped (the end gets ``close`` 1006 with :data:`SLOW_PEER_REASON`).
 
-The connection ends (TCP shut down) once the end's state machine is done with it, after
-everything queued was written, when the peer goes away, or when a Close we sent is not
-answered within ``close_timeout`` (SPEC §8.4).
+Ending
+    Once the end's state machine is done with the connection (:meth:`finish`), the queue
+    is flushed, then our side is shut down (FIN) while the reader keeps reading until the
+    peer's FIN, so that the peer reads EOF and never a reset (RFC 6455 §7.1.1: the server
+    closes TCP first).  A peer that does not close within ``close_timeout`` is cut off.
+    A Close we sent that is not answered within ``close_timeout`` drops the connection
+    (SPEC §8.4).  Keepalive pings, when enabled, drop a peer that stops answering.
+    When :meth:`run` returns, no task of this connection is left running.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from __future__ import annotations
 import collections
 import logging
 import socket
+import ssl
 import threading
 import time
 from typing import Any, Callable, Optional, Union
@@ -33,19 +42,29 @@ __all__ = ["Connection", "ConnectionOptions"]
 
 log = logging.getLogger("cfws_sync")
 
+#: Bytes asked of the kernel per read.
 READ_SIZE = 256 * 1024
+#: Queued frames are joined into writes of up to this many bytes.
+DRAIN_JOIN = 256 * 1024
+#: The ``close`` reason when our Close got no answer in time (SPEC §8.4).
 CLOSE_TIMEOUT_REASON = "WebSocket closing handshake timed out."
+#: The ``close`` reason when the send queue passed ``max_queue``.
 SLOW_PEER_REASON = "WebSocket peer too slow: send queue over max_queue bytes."
+#: The ``close`` reason when a keepalive ping got no answer in time.
 KEEPALIVE_REASON = "WebSocket keepalive ping timed out."
+_KEEPALIVE_PAYLOAD = b"cfws-keepalive"
 
 
 class ConnectionOptions:
     """The per-connection options of SPEC §5, with their defaults.
 
-    :param close_timeout: seconds to wait for the peer's answer to our Close.
+    :param close_timeout: seconds to wait for the peer's answer to our Close, and for
+        the peer to close TCP after the close handshake.
     :param max_queue: bytes that may wait to be written before the peer is dropped.
     :param ping_interval: seconds between keepalive pings; ``None`` sends none.
-    :param ping_timeout: seconds of silence after a ping before the peer is dropped.
+    :param ping_timeout: seconds to wait for any data after a ping before the peer is
+        dropped; ``ping_interval`` by default.
+    :raises ValueError: for a value that is not a positive number.
     """
 
     __slots__ = ("close_timeout", "max_queue", "ping_interval", "ping_timeout")
@@ -55,7 +74,8 @@ class ConnectionOptions:
                  ping_timeout: Optional[float] = None) -> None:
         for name, value in (("close_timeout", close_timeout), ("max_queue", max_queue),
                             ("ping_interval", ping_interval), ("ping_timeout", ping_timeout)):
-            if value is not None and (isinstance(value, bool) or value <= 0):
+            if value is not None and (isinstance(value, bool)
+                                      or not isinstance(value, (int, float)) or value <= 0):
                 raise ValueError("%s must be a positive number, not %r" % (name, value))
         self.close_timeout = close_timeout
         self.max_queue = max_queue
@@ -64,7 +84,7 @@ class ConnectionOptions:
 
 
 class Connection:
-    """The network peer of ``end`` over ``sock`` (a :class:`Link` for its machine).
+    """The network peer of ``end`` over ``sock`` (a :class:`~._protocol.Link`).
 
     :param sock: a connected socket (gevent's or the standard library's).
     :param end: the end whose peer is this connection; what arrives is posted to it.
@@ -78,37 +98,44 @@ class Connection:
         self.end = end
         self.codec = codec
         self.options = options or ConnectionOptions()
+        sock.settimeout(None)  # the reader blocks; writes never do (see _nonblocking_sender)
         self._send_now = _nonblocking_sender(sock)
-        self._wlock = threading.Lock()  # a leaf lock: guards the write queue only
+        self._wlock = threading.Lock()  # a leaf lock: guards the write state only
         self._queue: collections.deque[bytes] = collections.deque()
         self._queued = 0
-        self._writing = False
-        self._finishing = False
-        self._dead = False
-        self._close_timer: Optional[_runtime.Timer] = None
+        self._draining = False  # a drain task owns the socket's write side
+        self._finishing = False  # the end is done: shut down once flushed
+        self._closed_out = False  # a Close frame was queued: no frame may follow it
+        self._dead = False  # nothing more will be written
+        self._timer: Optional[_runtime.Timer] = None
+        self._ended = threading.Event()  # the reader has ended
+        self._drained = threading.Event()  # no drain task is running
+        self._drained.set()
         self._last_read = time.monotonic()
 
-    # -- the Link side: called with the end's lock held; never blocks ----------------------
+    # -- the Link side: may be called with the end's lock held; never blocks ---------------
 
     def message(self, data: Union[str, bytes]) -> None:
+        """Send one message."""
         self._write(self.codec.message(data))
 
     def close(self, code: Optional[int], reason: str) -> None:
-        self._write(self.codec.close(code, reason))
-        if self._close_timer is None and not self.codec.finished:
-            self._close_timer = _runtime.spawn_later(
-                self.options.close_timeout, self._close_timed_out)
+        """Send a Close frame; when it opens the handshake, wait ``close_timeout`` for
+        the answer (SPEC §8.4)."""
+        self._write(self.codec.close(code, reason), closing=True)
+        if not self.codec.finished:  # our Close opens the handshake
+            self._arm(self.options.close_timeout, self._close_timed_out)
 
     def finish(self) -> None:
-        """The end is done: shut TCP down once everything queued is written."""
+        """The end is done: flush what is queued, then end the connection."""
         with self._wlock:
             self._finishing = True
-            busy = self._writing
-        if not busy:
-            self._shutdown()
+            if self._draining:
+                return  # the drain ends the connection when the queue is empty
+        self._end_output()
 
     def cancel(self) -> None:
-        pass
+        """Nothing to cancel: the connection is already open."""
 
     def replay(self, item: Inbound) -> None:
         """Send what the partner end sent before this connection existed."""
@@ -119,162 +146,219 @@ class Connection:
 
     # -- reading ----------------------------------------------------------------------------
 
-    def run(self) -> None:
-        """Read until the connection ends; post every event to the end.  Blocks."""
+    def run(self, initial: bytes = b"") -> None:
+        """Read until the connection ends, posting every event to the end.  Blocks.
+
+        :param initial: bytes already read from the socket (read ahead by the server).
+        """
         recv, codec, post = self.sock.recv, self.codec, self.end._post
-        keepalive = self._start_keepalive() is not None
+        keepalive = self.options.ping_interval is not None
+        if keepalive:
+            _runtime.spawn(self._keepalive)
         try:
+            data = initial
             while True:
+                if data and not codec.finished:  # B9, L2: after a Close, read but ignore
+                    self._received(codec.receive(data), post)
                 try:
                     data = recv(READ_SIZE)
                 except OSError:
-                    break
+                    break  # a reset, or our own shutdown
                 if not data:
-                    break
+                    break  # EOF
                 if keepalive:
                     self._last_read = time.monotonic()
-                if codec.finished:
-                    continue  # B9, L2: after a Close nothing is read, but EOF is watched
-                for event in codec.receive(data):
-                    if type(event) is Ping:
-                        self._write(codec.pong(event.payload))  # L1
-                        continue
-                    if type(event) is Failure:  # M4, E2: Close with the reason, then TCP
-                        self._write(codec.close(event.code, event.reason))
-                        self.finish()
-                    post(event, True)
         finally:
-            self._timer_cancel()
-            self._dead = True
+            self._flush_if_clean()
+            with self._wlock:
+                self._dead = True
+                self._queue.clear()
+            self._ended.set()
+            self._disarm()
             post(Gone(), True)  # H1: a drop; ignored after a clean close
-            self._shutdown()
+            _shutdown(self.sock, socket.SHUT_RDWR)
+
+    def _flush_if_clean(self) -> None:
+        """After a clean close, give a backlog (our Close echo, say) ``close_timeout``
+        to reach a peer that sent its FIN right behind its Close."""
+        with self._wlock:
+            flushing = self._draining and not self._dead and self.codec.finished
+        if flushing:
+            self._drained.wait(self.options.close_timeout)
+
+    def _received(self, events: list[Any], post: Callable[[Any, bool], None]) -> None:
+        for event in events:
+            kind = type(event)
+            if kind is Ping:
+                self._write(self.codec.pong(event.payload))  # L1
+                continue
+            if kind is Failure:  # E2, M4: Close with the reason, then end TCP
+                self._write(self.codec.close(event.code, event.reason), closing=True)
+                self.finish()
+            post(event, True)
 
     # -- writing ----------------------------------------------------------------------------
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes, closing: bool = False) -> None:
         with self._wlock:
-            if self._dead:
-                return
-            if self._writing:
+            if self._dead or self._closed_out:
+                return  # RFC 6455 §5.5.1: nothing after our Close
+            if closing:
+                self._closed_out = True
+            if self._draining:
                 self._queue.append(data)
                 self._queued += len(data)
                 if self._queued > self.options.max_queue:
                     self._drop_locked(SLOW_PEER_REASON)
                 return
-            self._writing = True
-        try:
-            sent = self._send_now(data)
-        except OSError:
-            self._lost()
-            return
-        with self._wlock:
-            if sent < len(data):
-                self._queue.appendleft(data[sent:])
+            try:
+                sent = self._send_now(data)  # never waits, so it may run under the lock
+            except OSError:
+                sent = -1
+            if 0 <= sent < len(data):
+                self._queue.append(data[sent:] if sent else data)
                 self._queued += len(data) - sent
-                then = "drain"
-            elif self._queue:
-                then = "drain"
-            else:
-                self._writing = False
-                then = "shutdown" if self._finishing else ""
-        if then == "drain":
+                self._draining = True
+                self._drained.clear()
+        if sent < 0:
+            self._lost()
+        elif sent < len(data):
             _runtime.spawn(self._drain)
-        elif then == "shutdown":
-            self._shutdown()
 
     def _drain(self) -> None:
         sendall = self.sock.sendall
         while True:
             with self._wlock:
                 if not self._queue or self._dead:
-                    self._writing = False
-                    finishing = self._finishing
+                    self._draining = False
+                    self._drained.set()
+                    finishing = self._finishing and not self._dead
                     break
-                chunk = self._queue.popleft() if len(self._queue) == 1 else b"".join(self._queue)
-                self._queue.clear()
-                self._queued = 0
+                chunk = self._next_chunk()
             try:
                 sendall(chunk)
             except OSError:
                 self._lost()
                 return
         if finishing:
-            self._shutdown()
+            self._end_output()
+
+    def _next_chunk(self) -> bytes:
+        """Take what to write next: small frames joined (fewer system calls), a large
+        one alone (no copy)."""
+        queue = self._queue
+        chunk = queue.popleft()
+        if queue and len(chunk) < DRAIN_JOIN:
+            parts, size = [chunk], len(chunk)
+            while queue and size + len(queue[0]) <= DRAIN_JOIN:
+                part = queue.popleft()
+                parts.append(part)
+                size += len(part)
+            chunk = b"".join(parts)
+        self._queued -= len(chunk)
+        return chunk
 
     # -- ending -----------------------------------------------------------------------------
+
+    def _end_output(self) -> None:
+        """Everything is written: send FIN, and give the peer ``close_timeout`` to close."""
+        _shutdown(self.sock, socket.SHUT_WR)
+        if not self._ended.is_set():
+            self._arm(self.options.close_timeout, self._cut)
+
+    def _cut(self) -> None:
+        """Stop the reader: the peer did not close TCP in time."""
+        _shutdown(self.sock, socket.SHUT_RDWR)
 
     def _drop_locked(self, reason: str) -> None:
         self._dead = True
         self._queue.clear()
+        self._queued = 0
         log.warning("dropping WebSocket connection: %s", reason)
-        _runtime.spawn(self._drop_now, reason)
+        _runtime.spawn(self._drop, reason)
 
-    def _drop_now(self, reason: str) -> None:
+    def _drop(self, reason: str) -> None:
+        """End the connection without a Close; the end gets ``close`` 1006 (H1)."""
+        with self._wlock:
+            self._dead = True
         self.end._post(Gone(reason))
-        self._shutdown()
+        _shutdown(self.sock, socket.SHUT_RDWR)
 
     def _lost(self) -> None:
         with self._wlock:
             self._dead = True
             self._queue.clear()
-            self._writing = False
-        self._shutdown()  # the reader sees EOF and reports the drop
+            self._draining = False
+            self._drained.set()
+        _shutdown(self.sock, socket.SHUT_RDWR)  # the reader sees it and reports the drop
 
     def _close_timed_out(self) -> None:
-        self._close_timer = None
-        self.end._post(Gone(CLOSE_TIMEOUT_REASON))  # SPEC §8.4: close 1006
-        self._shutdown()
+        log.info("dropping WebSocket connection: %s", CLOSE_TIMEOUT_REASON)
+        self._drop(CLOSE_TIMEOUT_REASON)  # SPEC §8.4: close 1006
 
-    def _timer_cancel(self) -> None:
-        timer, self._close_timer = self._close_timer, None
+    def _arm(self, delay: float, fn: Callable[[], Any]) -> None:
+        """Run ``fn`` after ``delay`` unless the reader ends first; replaces any timer."""
+        timer = _runtime.spawn_later(delay, fn)
+        previous, self._timer = self._timer, timer
+        if previous is not None:
+            previous.cancel()
+        if self._ended.is_set():
+            self._disarm()
+
+    def _disarm(self) -> None:
+        timer, self._timer = self._timer, None
         if timer is not None:
             timer.cancel()
 
-    def _shutdown(self) -> None:
-        self._timer_cancel()
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-
-    def _start_keepalive(self) -> Any:
+    def _keepalive(self) -> None:
         interval = self.options.ping_interval
-        if interval is None:
-            return None
-        return _runtime.spawn(self._keepalive, interval, self.options.ping_timeout)
+        timeout = self.options.ping_timeout
+        assert interval is not None and timeout is not None
+        ended = self._ended
+        while not ended.wait(interval):
+            if self.codec.finished or self._closed_out:
+                return  # closing: the close timeout watches the peer now
+            sent_at = time.monotonic()
+            self._write(self.codec.ping(_KEEPALIVE_PAYLOAD))
+            if ended.wait(timeout):
+                return
+            if self._last_read < sent_at:
+                self._drop(KEEPALIVE_REASON)
+                return
 
-    def _keepalive(self, interval: float, timeout: float) -> None:
-        while not self._dead:
-            time.sleep(interval)
-            if self._dead or self.codec.finished:
-                return
-            self._write(self.codec.ping(b"cfws"))
-            time.sleep(timeout)
-            if time.monotonic() - self._last_read > timeout + interval and not self._dead:
-                self._drop_now(KEEPALIVE_REASON)
-                return
+
+def _shutdown(sock: socket.socket, how: int) -> None:
+    try:
+        sock.shutdown(how)
+    except OSError:
+        pass  # already shut down, or reset
 
 
 def _nonblocking_sender(sock: Any) -> Callable[[bytes], int]:
-    """A ``send`` that returns at once with the count the kernel took (maybe 0)."""
-    try:
-        from gevent.socket import socket as gevent_socket
-    except ImportError:  # pragma: no cover
-        gevent_socket = None
+    """A ``send`` that returns at once with the count the kernel took (maybe 0).
+
+    TLS sockets cannot send without waiting (no flags, and a record is all or
+    nothing), so for them everything goes through the drain task.
+    """
+    if isinstance(sock, ssl.SSLSocket) or hasattr(sock, "cipher"):
+        return lambda data: 0
+    gevent_socket = _runtime.gevent_socket_class()
     if gevent_socket is not None and isinstance(sock, gevent_socket):
+        gsock: Any = sock
+
         def send(data: bytes) -> int:
             try:
-                return int(sock.send(data, 0, 0.0))  # gevent: timeout 0 means don't wait
-            except BlockingIOError:
-                return 0
-            except socket.timeout:
+                return int(gsock.send(data, 0, 0.0))  # gevent: timeout 0 means don't wait
+            except (BlockingIOError, socket.timeout):
                 return 0
         return send
-    sock.settimeout(None)  # MSG_DONTWAIT on a blocking socket: one attempt, no wait
+
+    if isinstance(sock, ssl.SSLSocket):  # TLS takes no MSG_DONTWAIT: the drain task writes
+        return lambda data: 0
 
     def send_std(data: bytes) -> int:
         try:
-            return sock.send(data, socket.MSG_DONTWAIT)
+            return int(sock.send(data, socket.MSG_DONTWAIT))  # one attempt, no wait
         except BlockingIOError:
             return 0
     return send_std

@@ -11,27 +11,75 @@ turn as ``accept()`` never miss a message (SPEC §2, "no event lost to a race").
 
 from __future__ import annotations
 
+import sys
 import threading
 from typing import Any, Callable, Optional
 
-__all__ = ["spawn", "spawn_later", "in_turn", "after_turn", "using_gevent"]
+__all__ = ["spawn", "spawn_later", "in_turn", "after_turn", "turn_running",
+           "using_gevent", "gevent_socket_class"]
 
-_turn = threading.local()
+class _TurnLocal:
+    """Where the current turn is kept: per thread, or per greenlet under gevent, even
+    when gevent patched ``threading`` after this module was imported.  Read it as an
+    object: ``_turn.pending`` is the list of deferred starts, absent outside a turn."""
+
+    __slots__ = ()
+    _locals: dict[bool, Any] = {}
+
+    def _local(self) -> Any:
+        patched = using_gevent()
+        state = self._locals.get(patched)
+        if state is None:  # ``threading.local`` is gevent's greenlet-local once patched
+            state = self._locals.setdefault(patched, threading.local())
+        return state
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._local(), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._local(), name, value)
+
+
+_turn = _TurnLocal()
+
+
+def turn_running() -> bool:
+    """Whether a turn of user code is running here (see :class:`in_turn`)."""
+    return getattr(_turn, "pending", None) is not None
+
+
+_patched = False  # gevent patched ``threading``: once seen, for good
 
 
 def using_gevent() -> bool:
-    """True when gevent has monkey-patched ``threading`` in this process."""
-    try:
-        from gevent import monkey
-    except ImportError:  # pragma: no cover - gevent is a dependency
+    """True when gevent has monkey-patched ``threading`` in this process.
+
+    Called for every event, so it is cheap: gevent cannot have patched anything
+    before ``gevent.monkey`` was imported, and a patch is never undone.
+    """
+    global _patched
+    if _patched:
+        return True
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is None:
         return False
-    return bool(monkey.is_module_patched("threading"))
+    _patched = bool(monkey.is_module_patched("threading"))
+    return _patched
+
+
+def gevent_socket_class() -> Optional[type]:
+    """gevent's socket class, or ``None`` without gevent."""
+    try:
+        from gevent.socket import socket  # type: ignore[import-untyped, unused-ignore]
+    except ImportError:  # pragma: no cover - gevent is a dependency
+        return None
+    return socket  # type: ignore[no-any-return, unused-ignore]
 
 
 def spawn(fn: Callable[..., Any], *args: Any) -> Any:
     """Run ``fn(*args)`` concurrently: in a greenlet under gevent, else a daemon thread."""
     if using_gevent():
-        import gevent
+        import gevent  # type: ignore[import-untyped, unused-ignore]
 
         return gevent.spawn(fn, *args)
     thread = threading.Thread(target=fn, args=args, daemon=True, name="cfws_sync")
@@ -45,11 +93,12 @@ class Timer:
     def __init__(self, delay: float, fn: Callable[[], Any]) -> None:
         self._impl: Any
         if using_gevent():
-            import gevent
+            import gevent  # type: ignore[import-untyped, unused-ignore]
 
             self._impl = gevent.spawn_later(delay, fn)
         else:
             self._impl = threading.Timer(delay, fn)
+            self._impl.name = "cfws_sync-timer"
             self._impl.daemon = True
             self._impl.start()
 
@@ -73,19 +122,21 @@ class in_turn:
     __slots__ = ("_outer",)
 
     def __enter__(self) -> None:
-        self._outer: Optional[list[Callable[[], Any]]] = getattr(_turn, "pending", None)
-        _turn.pending = []
+        turn = _turn._local()
+        self._outer: Optional[list[Callable[[], Any]]] = getattr(turn, "pending", None)
+        turn.pending = []
 
     def __exit__(self, *exc: Any) -> None:
-        pending = _turn.pending
-        _turn.pending = self._outer
+        turn = _turn._local()
+        pending = turn.pending
+        turn.pending = self._outer
         for start in pending:
             start()
 
 
 def after_turn(start: Callable[[], Any]) -> None:
     """Call ``start()`` when the current turn ends, or now when no turn is running."""
-    pending = getattr(_turn, "pending", None)
+    pending = getattr(_turn._local(), "pending", None)
     if pending is None:
         start()
     else:

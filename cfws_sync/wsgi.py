@@ -5,14 +5,24 @@ handshake (RULES J6), takes the connection's socket from the WSGI server, writes
 itself, couples the other end to the connection, and serves it in the request's own
 greenlet or thread until the connection ends.  Then it hands the server a response that
 writes nothing, so nothing can land in the stream after the WebSocket (SPEC §5).
+
+Taking the socket (:func:`take_socket`): gunicorn exposes it as ``gunicorn.socket``,
+Werkzeug as ``werkzeug.socket``, and gevent's pywsgi gives an upgrade request its raw
+buffered reader as ``wsgi.input``.  Bytes a client sent right behind the request may
+already sit in the server's read-ahead buffer; they are taken too and read first.  The
+socket object itself is used (never a ``dup()``), so shutting it down ends the TCP
+connection whatever the server does with its own reference.
 """
 
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
+import io
 import logging
 import socket
+import time
 from typing import Any, Callable, Iterable, Optional
 
 from . import _runtime
@@ -95,28 +105,54 @@ class WebSocketApp:
         """J6, and the Origin allow-list: answered before the handler runs."""
         headers = request.headers
         if headers.get("Sec-WebSocket-Version") != "13":
-            return Response("ERROR: The requested WebSocket version is not supported.",
-                            status=426, headers={"Sec-WebSocket-Version": "13"})
+            return _refusal(426, "ERROR: The requested WebSocket version is not supported.",
+                            {"Sec-WebSocket-Version": "13"})
         key = headers.get("Sec-WebSocket-Key")
         if not key:
-            return Response("ERROR: Missing Sec-WebSocket-Key", status=400)
+            return _refusal(400, "ERROR: Missing Sec-WebSocket-Key")
         try:
             if len(base64.b64decode(key, validate=True)) != 16:
                 raise ValueError
-        except ValueError:
-            return Response("ERROR: Invalid Sec-WebSocket-Key", status=400)
+        except ValueError:  # RFC 6455 §4.2.1: 16 random bytes, base64-encoded
+            return _refusal(400, "ERROR: Invalid Sec-WebSocket-Key")
         if self.allowed_origins is not None and headers.get("Origin") not in self.allowed_origins:
-            return Response("ERROR: Origin not allowed", status=403)
+            return _refusal(403, "ERROR: Origin not allowed")
         return None
+
+    def check_handshake(self, request: Request) -> Optional[Response]:
+        """The refusal (400, 403 or 426) for a bad upgrade request, or ``None`` (J6).
+
+        For frameworks that run their own views (:mod:`cfws_sync.flask`), before the view.
+        """
+        return self._refuse_handshake(request)
+
+    def serve_response(self, request: Request, response: Response, environ: dict[str, Any],
+                       start_response: StartResponse) -> Iterable[bytes]:
+        """Answer ``request`` with a ``response`` made outside this app (by a framework's
+        view, as in :mod:`cfws_sync.flask`): a plain one as HTTP; a 101 one by checking
+        the handshake (J2, J6) and serving the connection until it ends.
+
+        :returns: the WSGI result.
+        """
+        if response.web_socket is None:
+            return _plain(response, start_response)
+        if (request.headers.get("Upgrade") or "").lower() != "websocket":
+            log.error("TypeError: %s", _NOT_UPGRADE)  # J2
+            return _plain(Response("Internal Server Error", status=500), start_response)
+        refusal = self._refuse_handshake(request)
+        if refusal is not None:
+            return _plain(refusal, start_response)
+        return self._upgrade(request, response, environ, start_response)
 
     def _upgrade(self, request: Request, response: Response, environ: dict[str, Any],
                  start_response: StartResponse) -> Iterable[bytes]:
         end = response.web_socket
         assert end is not None
-        sock = take_socket(environ)
-        if sock is None:
+        taken = take_socket(environ)
+        if taken is None:
             log.error("this WSGI server does not expose its socket; cannot upgrade")
             return _plain(Response("Internal Server Error", status=500), start_response)
+        sock, early = taken
         deflate, extension = (None, None)
         if self.compression:
             deflate, extension = negotiate_deflate(request.headers.get("Sec-WebSocket-Extensions"))
@@ -124,19 +160,16 @@ class WebSocketApp:
         try:
             partner = end._release()
         except TypeError as exc:  # J4, J5: the 101 goes out, then the connection drops
-            _send_quietly(sock, head)
             log.error("TypeError: %s", exc)
-            _shutdown(sock)
-            return ServedUpgrade(environ)
+            _send_quietly(sock, head)
+            _linger(sock, self.connection_options.close_timeout)
+            return ServedUpgrade(start_response)
         codec = WireCodec(False, deflate, self.max_message_size)
         connection = Connection(sock, partner, codec, self.connection_options)
-        try:
-            sock.sendall(head)
-        except OSError:
-            pass  # the reader sees the dead socket and reports the drop
+        _send_quietly(sock, head)  # if it fails, the reader sees the dead socket: a drop
         end._couple(partner, connection, connection.replay)
-        connection.run()
-        return ServedUpgrade(environ)
+        connection.run(early)
+        return ServedUpgrade(start_response)
 
     def _handshake_head(self, request: Request, response: Response,
                         extension: Optional[str]) -> bytes:
@@ -170,44 +203,99 @@ def websocket_app(handler: Handler, **options: Any) -> WebSocketApp:
     :param subprotocols: if given, the first of these the client offers is chosen when the
         handler's response names none; by default only what the handler sets is sent (J7).
     :param compression: permessage-deflate on or off; by default as the flags say (N1).
-    :param close_timeout: seconds to wait for the answer to our Close (SPEC §8.4).
-    :param max_queue: bytes that may wait to be sent to one peer before it is dropped.
-    :param ping_interval: seconds between keepalive pings; none by default.
-    :param ping_timeout: seconds without a reply before the peer is dropped.
+    :param close_timeout: seconds to wait for the answer to our Close before dropping the
+        connection (the end then gets ``close`` 1006, SPEC §8.4), and for the peer to
+        close TCP after the close handshake; 10 by default.
+    :param max_queue: bytes that may wait to be sent to one peer (64 MiB by default).
+        ``send()`` never blocks; when a peer reads so slowly that its queue passes this
+        bound, the connection is dropped without a Close and the end gets ``close``
+        1006 with the reason ``"WebSocket peer too slow: send queue over max_queue
+        bytes."``.
+    :param ping_interval: seconds between keepalive pings; none by default (as workerd).
+    :param ping_timeout: seconds to wait for any data after a ping before the peer is
+        dropped (``close`` 1006); ``ping_interval`` by default.
     :returns: a WSGI callable.
     """
     return WebSocketApp(handler, **options)
 
 
 class ServedUpgrade:
-    """The WSGI result after an upgrade: writes nothing, and tells the server so.
+    """The WSGI result after an upgrade: the server must write nothing more.
 
-    Werkzeug's server would otherwise write ``HTTP/1.1 200 OK`` into the closed stream,
-    so there iteration raises ``ConnectionError``, which it treats as a dropped client.
+    By then the connection is closed.  The result reports a ``101`` status (for the
+    server's access log), and its iteration raises ``BrokenPipeError``, which gevent's
+    pywsgi, gunicorn and Werkzeug all take as a client that went away: they stop there
+    without writing (otherwise gunicorn and pywsgi would send a response head of their
+    own, and Werkzeug ``HTTP/1.1 200 OK``), and pywsgi reads no next request.
     """
 
-    def __init__(self, environ: dict[str, Any]) -> None:
-        self._werkzeug = "werkzeug.socket" in environ
+    def __init__(self, start_response: StartResponse) -> None:
+        start_response("101 Switching Protocols", [])
 
     def __iter__(self) -> "ServedUpgrade":
         return self
 
     def __next__(self) -> bytes:
-        if self._werkzeug:
-            raise ConnectionError("WebSocket connection ended")
-        raise StopIteration
+        raise BrokenPipeError(errno.EPIPE, "the WebSocket connection has ended")
 
 
-def take_socket(environ: dict[str, Any]) -> Optional[socket.socket]:
-    """The client connection's socket, from whichever WSGI server runs the app."""
-    for key in ("gunicorn.socket", "werkzeug.socket"):
-        if key in environ:
-            return environ[key]  # type: ignore[no-any-return]
+def take_socket(environ: dict[str, Any]) -> Optional[tuple[socket.socket, bytes]]:
+    """Take the client connection from the WSGI server that runs the app.
+
+    :returns: the socket and the bytes the server already read past the request head
+        (a client may send frames right behind it), or ``None`` when the server does
+        not expose its socket.
+    """
     stream = environ.get("wsgi.input")
-    raw = getattr(getattr(stream, "raw", None), "_sock", None)  # gevent pywsgi's rfile
-    if raw is None:
-        raw = getattr(getattr(getattr(stream, "rfile", None), "raw", None), "_sock", None)
-    return raw  # type: ignore[no-any-return]
+    sock = environ.get("gunicorn.socket")
+    if sock is not None:  # gunicorn: read-ahead sits in its parser's unreader
+        return sock, _gunicorn_read_ahead(stream)
+    sock = environ.get("werkzeug.socket")
+    if sock is None:  # gevent's pywsgi gives an Upgrade request its raw buffered reader
+        sock = getattr(getattr(stream, "raw", None), "_sock", None)
+    if sock is None:
+        return None
+    return sock, _buffered_read_ahead(stream, sock)
+
+
+def _gunicorn_read_ahead(stream: Any) -> bytes:
+    unreader = getattr(getattr(stream, "reader", None), "unreader", None)
+    if unreader is None:
+        return b""
+    take = getattr(unreader, "take_buffered", None)
+    if take is not None:
+        return take()  # type: ignore[no-any-return]
+    buf = getattr(unreader, "buf", None)  # older gunicorn: all of ``buf`` is unread
+    if buf is None:
+        return b""
+    data: bytes = buf.getvalue()
+    unreader.buf = io.BytesIO()
+    return data
+
+
+def _buffered_read_ahead(stream: Any, sock: socket.socket) -> bytes:
+    """What a buffered reader over ``sock`` holds, taken without waiting for more."""
+    peek = getattr(stream, "peek", None)
+    if peek is None:
+        return b""
+    timeout = sock.gettimeout()
+    sock.settimeout(0.0)  # peek on an empty buffer would read the socket: make that fail
+    try:
+        data = peek()
+    except OSError:
+        data = b""
+    finally:
+        sock.settimeout(timeout)
+    if data:
+        stream.read(len(data))
+    return data or b""
+
+
+def _refusal(status: int, text: str, headers: Optional[dict[str, str]] = None) -> Response:
+    response = Response(text, status=status, headers=headers)
+    response.headers.set("Content-Type", "text/plain")  # as workerd's refusals (J6)
+    response.headers.set("Connection", "close")
+    return response
 
 
 def _plain(response: Response, start_response: StartResponse) -> Iterable[bytes]:
@@ -226,8 +314,19 @@ def _send_quietly(sock: socket.socket, data: bytes) -> None:
         pass
 
 
-def _shutdown(sock: socket.socket) -> None:
+def _linger(sock: socket.socket, timeout: float) -> None:
+    """Drop the connection without a Close: FIN, then read (and ignore) until the
+    peer closes too, for at most ``timeout`` seconds, so the peer reads EOF."""
     try:
-        sock.shutdown(socket.SHUT_RDWR)
+        sock.shutdown(socket.SHUT_WR)
+        sock.settimeout(timeout)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and sock.recv(65536):
+            pass
     except OSError:
         pass
+    finally:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass

@@ -1,8 +1,10 @@
-"""Run a WSGI app on one of the test matrix's servers: ``python -m tests.serve KIND APP PORT``.
+"""Run a WSGI app on one of the test matrix's servers:
+``python -m tests.serve KIND APP PORT [FD]``.
 
 KIND is ``gevent`` (pywsgi, monkey-patched) or ``werkzeug`` (threaded dev server);
 gunicorn is started by its own command line (see ``tests/servers.py``).  APP is
-``module:attribute``.
+``module:attribute``.  With FD, the server accepts on that inherited listening socket
+(bound to PORT by the parent); otherwise it binds 127.0.0.1:PORT itself.
 """
 
 import sys
@@ -10,12 +12,14 @@ import sys
 
 def main() -> None:
     kind, spec, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    fd = int(sys.argv[4]) if len(sys.argv) > 4 else None
     if kind == "gevent":
         from gevent import monkey
 
         monkey.patch_all()
     import importlib
     import logging
+    import socket
 
     logging.basicConfig(level=logging.INFO, format="%(name)s %(levelname)s %(message)s")
     module, _, attr = spec.partition(":")
@@ -23,11 +27,12 @@ def main() -> None:
     if kind == "gevent":
         from gevent.pywsgi import WSGIServer
 
-        WSGIServer(("127.0.0.1", port), app).serve_forever()
+        listener = socket.socket(fileno=fd) if fd is not None else ("127.0.0.1", port)
+        WSGIServer(listener, app).serve_forever()
     elif kind == "werkzeug":
-        from werkzeug.serving import run_simple
+        from werkzeug.serving import make_server
 
-        run_simple("127.0.0.1", port, app, threaded=True)
+        make_server("127.0.0.1", port, app, threaded=True, fd=fd).serve_forever()
     else:
         raise SystemExit("unknown server kind %r" % kind)
 
