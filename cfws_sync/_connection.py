@@ -152,6 +152,7 @@ class Connection:
         :param initial: bytes already read from the socket (read ahead by the server).
         """
         recv, codec, post = self.sock.recv, self.codec, self.end._post
+        share = _runtime.fair_yield()
         keepalive = self.options.ping_interval is not None
         if keepalive:
             _runtime.spawn(self._keepalive)
@@ -160,6 +161,8 @@ class Connection:
             while True:
                 if data and not codec.finished:  # B9, L2: after a Close, read but ignore
                     self._received(codec.receive(data), post)
+                    if share is not None:
+                        share()  # other connections get a turn before we read again
                 try:
                     data = recv(READ_SIZE)
                 except OSError:

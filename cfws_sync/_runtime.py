@@ -12,6 +12,7 @@ turn as ``accept()`` never miss a message (SPEC §2, "no event lost to a race").
 from __future__ import annotations
 
 import sys
+import functools
 import threading
 from typing import Any, Callable, Optional
 
@@ -74,6 +75,20 @@ def gevent_socket_class() -> Optional[type]:
     except ImportError:  # pragma: no cover - gevent is a dependency
         return None
     return socket  # type: ignore[no-any-return, unused-ignore]
+
+
+def fair_yield() -> Optional[Callable[[], Any]]:
+    """Under gevent, a call that lets every other ready greenlet run once; else ``None``.
+
+    A gevent reader whose ``recv`` always finds data (a fast client) never blocks, so it
+    would never give the hub a turn and other connections would starve.  Threads are
+    preempted by the OS and need nothing.
+    """
+    if not using_gevent():
+        return None
+    from gevent import sleep
+
+    return functools.partial(sleep, 0)
 
 
 def spawn(fn: Callable[..., Any], *args: Any) -> Any:
