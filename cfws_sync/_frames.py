@@ -74,6 +74,12 @@ _RFC_REASONS = {
 }
 INVALID_UTF8_TEXT = "Invalid UTF-8 in text message"
 INVALID_UTF8_REASON = "Invalid UTF-8 in Close reason"
+INVALID_CLOSE_CODE = "Received a Close frame with invalid code %d"
+
+
+def _sendable_close_code(code: int) -> bool:
+    """RFC 6455 §7.4: the codes a Close frame may carry (1005 is read as "none", B4)."""
+    return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
 
 
 class BoundedDeflate(PerMessageDeflate):
@@ -281,11 +287,13 @@ class WireCodec:
         if len(payload) < 2:  # B4: an empty or 1-byte payload means 1005
             return PeerClose(1005, "")
         (code,) = struct.unpack_from("!H", payload)
+        if code != 1005 and not _sendable_close_code(code):  # SPEC §8.1, RFC 6455 §7.4
+            return Failure(1002, INVALID_CLOSE_CODE % code)
         try:  # SPEC §8.1: an invalid UTF-8 reason fails with 1007
             reason = payload[2:].decode("utf-8")
         except UnicodeDecodeError:
             return Failure(1007, INVALID_UTF8_REASON)
-        return PeerClose(code, reason)  # B4: any code is echoed as received
+        return PeerClose(code, reason)  # B4: echoed as received
 
     def _describe(self, exc: ParseFailed) -> tuple[int, str]:
         """Word a wsproto failure as kj does (RULES M4), or as RFC 6455 asks (SPEC §8.1)."""

@@ -228,7 +228,7 @@ def test_B4_one_byte_close_is_1005_and_the_echo_is_empty(wire):
     assert client.raw() == (0x88, b"")
 
 
-@pytest.mark.parametrize("code", [999, 5000, 4321])
+@pytest.mark.parametrize("code", [4321, 1014, 3000])
 def test_B4_odd_codes_pass_through_and_are_echoed(wire, code):
     server, client = wire
     client.write(build_frame(CLOSE, close_payload(code, b"odd")))
@@ -364,8 +364,8 @@ def test_B2_auto_reply_echoes_the_peers_code_and_reason_then_tcp_closes():
 
 @pytest.mark.parametrize("payload,echo,code", [
     (b"", b"", 1005), (b"\x03", b"", 1005), (close_payload(1005), b"", 1005),
-    (close_payload(999, b"x"), close_payload(999, b"x"), 999),
-    (close_payload(5000), close_payload(5000), 5000),
+    (close_payload(4321, b"x"), close_payload(4321, b"x"), 4321),
+    (close_payload(1014), close_payload(1014), 1014),
 ])
 def test_B4_echo_copies_the_payload_without_validation(payload, echo, code):
     rec = Recorder()

@@ -157,10 +157,17 @@ def test_B4_one_byte_close_payload_is_1005():
     assert server_reads(build_frame(CLOSE, b"\x03")) == [PeerClose(1005, "")]
 
 
-@pytest.mark.parametrize("code", [999, 5000, 4321, 1005, 1006, 1015, 0, 65535])
-def test_B4_any_close_code_is_passed_through(code):
+@pytest.mark.parametrize("code", [1000, 1003, 1005, 1007, 1014, 3000, 4321, 4999])
+def test_B4_a_close_code_is_passed_through(code):
     assert server_reads(build_frame(CLOSE, close_payload(code, b"why"))) == [
         PeerClose(code, "why")]
+
+
+@pytest.mark.parametrize("code", [0, 999, 1004, 1006, 1015, 1016, 2999, 5000, 65535])
+def test_SPEC_8_1_a_close_code_RFC_6455_forbids_fails_with_1002(code):
+    # workerd echoes these (B4); RFC 6455 §7.4 makes them a protocol error.
+    assert server_reads(build_frame(CLOSE, close_payload(code, b"why"))) == [
+        Failure(1002, "Received a Close frame with invalid code %d" % code)]
 
 
 def test_B9_nothing_is_read_after_the_peers_close():

@@ -170,13 +170,13 @@ def test_B2_peer_close_is_echoed_and_tcp_closes(server, code, reason):
 
 
 @pytest.mark.parametrize("payload, echo, event_code", [
-    (struct.pack("!H", 999), struct.pack("!H", 999), 999),
-    (struct.pack("!H", 5000) + b"x", struct.pack("!H", 5000) + b"x", 5000),
+    (struct.pack("!H", 3000), struct.pack("!H", 3000), 3000),
+    (struct.pack("!H", 1014) + b"x", struct.pack("!H", 1014) + b"x", 1014),
     (struct.pack("!H", 4321) + b"why", struct.pack("!H", 4321) + b"why", 4321),
     (b"", b"", 1005),
     (b"\x03", b"", 1005),
     (struct.pack("!H", 1005), b"", 1005),
-], ids=["999", "5000", "4321", "empty", "one-byte", "1005"])
+], ids=["3000", "1014", "4321", "empty", "one-byte", "1005"])
 def test_B4_close_payload_echoed_as_received(server, payload, echo, event_code):
     id = new_id()
     with ws(server, "/ws/echo", id=id) as c:
@@ -403,7 +403,10 @@ def test_M4_M5_protocol_errors(server, frames, code, reason):
     (make_frame(TEXT, b"ok\xff\xfeok"), 1007),
     (make_frame(CLOSE, b"\x03\xe8\xff"), 1007),
     (make_frame(PING, b"x" * 126), 1002),
-], ids=["unmasked", "invalid-utf8", "invalid-utf8-reason", "long-ping"])
+    (make_frame(CLOSE, struct.pack("!H", 999)), 1002),
+    (make_frame(CLOSE, struct.pack("!H", 5000) + b"x"), 1002),
+], ids=["unmasked", "invalid-utf8", "invalid-utf8-reason", "long-ping", "close-code-999",
+        "close-code-5000"])
 def test_8_1_rfc6455_strictness(server, frame, code):
     id = new_id()
     with ws(server, "/ws/echo", id=id) as c:

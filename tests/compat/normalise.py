@@ -78,6 +78,10 @@ def _violation(entry: Entry, section: str, text_parts: list[bytes]) -> Optional[
     if op == "close":
         if "reason_hex" in entry:
             return "invalid UTF-8 in a Close reason"
+        code = entry.get("code")
+        if isinstance(code, int) and code != 1005 and not (
+                1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999):
+            return "a Close code RFC 6455 §7.4 forbids"
     if op == "text" or (op == "cont" and text_parts):
         payload = _payload(entry)
         if payload is None:
