@@ -24,6 +24,7 @@ from .events import ErrorEvent, Event
 
 if TYPE_CHECKING:
     from .client import Inbox
+    from .room import Room
 
 __all__ = ["WebSocket", "WebSocketPair"]
 
@@ -35,6 +36,8 @@ _RETURNED_ACCEPTED = "Can't return WebSocket in a Response after calling accept(
 _RETURNED_CLIENT = (  # J5
     "Can't return WebSocket in a Response if it was created with `new WebSocket()`")
 _RETURNED_TWICE = "Can't return WebSocket that was already used in a response."  # J5
+_NO_DATA: Any = object()  # send() called without an argument (A6)
+_ACCEPT_RELEASED = "Can't accept() WebSocket that was already used in a response."
 
 
 class _Handler:
@@ -56,6 +59,7 @@ class _Handler:
             ws._handlers.pop(self.type, None)
         else:
             ws._handlers[self.type] = fn
+            ws._observe()
 
 
 class WebSocket:
@@ -82,6 +86,9 @@ class WebSocket:
     protocol: Optional[str]
     #: The extensions chosen by the server (``""`` before open, ``None`` if none).
     extensions: Optional[str]
+    _room: Optional["Room"] = None  # set by Room.accept_web_socket
+    _attachment: Optional[str] = None  # JSON text, set by serialize_attachment
+    _hold: Optional[Callable[[], None]] = None  # a client's held events (client.py)
 
     def __init__(
         self, url: str, protocols: Union[str, list[str], tuple[str, ...], None] = None,
@@ -106,7 +113,9 @@ class WebSocket:
         self._mailbox: collections.deque[Inbound] = collections.deque()
         self._mailbox_lock = threading.Lock()  # a leaf lock: nothing is acquired under it
         self._pumping = False
-        self._inboxes: list["Inbox"] = []
+        from .client import Inbox  # what the blocking helpers read (client.py)
+
+        self._inboxes: list["Inbox"] = [Inbox(self)]
         self.url = None
         self.protocol = ""
         self.extensions = ""
@@ -153,11 +162,11 @@ class WebSocket:
                 raise TypeError(_NOT_CLIENT)  # K3
             return
         if self._role == "released":
-            raise TypeError(_RETURNED_TWICE)
+            raise TypeError(_ACCEPT_RELEASED)  # workerd's WebSocket::accept
         if self._machine.accept(allow_half_open):
             self._kick()
 
-    def send(self, data: Any) -> None:
+    def send(self, data: Any = _NO_DATA) -> None:
         """Send a message; it is queued and never blocks on a slow peer.
 
         ``str`` is sent as text; ``bytes``, ``bytearray``, ``memoryview`` (its window),
@@ -165,8 +174,10 @@ class WebSocket:
         JavaScript text (A6, SPEC §8.5).
 
         :raises TypeError: before ``accept()`` (A2), after ``close()`` (C2), or for data of
-            another type.
+            another type, or none (A6).
         """
+        if data is _NO_DATA:
+            raise TypeError(errors.SEND_BAD_TYPE)  # A6: workerd's text for send()
         self._machine.send(coerce_message(data))
 
     def close(self, code: Optional[int] = None, reason: Optional[str] = None) -> None:
@@ -192,6 +203,7 @@ class WebSocket:
             if listener not in listeners:
                 listeners.append(listener)
             self._listeners[type] = listeners  # copy on write: dispatch reads without a lock
+        self._observe()
 
     def remove_event_listener(self, type: str, listener: Listener) -> None:
         """Stop calling ``listener`` for ``type`` events."""
@@ -201,6 +213,57 @@ class WebSocket:
 
     addEventListener = add_event_listener
     removeEventListener = remove_event_listener
+
+    def _observe(self) -> None:
+        """A listener or handler was attached: a client holding its events is told (the
+        rule is in :mod:`cfws_sync.client`)."""
+        hold = self._hold
+        if hold is not None:
+            hold()
+
+    # -- blocking helpers for scripts (SPEC §6; buffering rule in cfws_sync.client) ------
+
+    def receive(self, timeout: Optional[float] = None) -> Any:
+        """Wait for the next message and return its data; sees every message, with or
+        without listeners.  :raises cfws_sync.ConnectionClosed: once closed and drained.
+        :raises TimeoutError: after ``timeout`` seconds."""
+        from .client import receive
+
+        return receive(self, timeout)
+
+    def messages(self, timeout: Optional[float] = None) -> Iterator[Any]:
+        """Iterate over the data of every message until the socket closes.
+        :raises TimeoutError: when the next one takes over ``timeout`` seconds."""
+        from .client import messages
+
+        return messages(self, timeout)
+
+    def wait_closed(self, timeout: Optional[float] = None) -> Any:
+        """Wait until the socket is closed; return its :class:`CloseEvent`.
+        :raises TimeoutError: after ``timeout`` seconds."""
+        from .client import wait_closed
+
+        return wait_closed(self, timeout)
+
+    def serialize_attachment(self, value: Any) -> None:
+        """Keep a JSON copy of ``value`` with this socket for its lifetime (SPEC §9).
+
+        :raises TypeError: ``value`` is not JSON-serialisable.
+        :raises RangeError: its JSON text is over 2,048 bytes.
+        """
+        from .room import serialize_attachment
+
+        serialize_attachment(self, value)
+
+    def deserialize_attachment(self) -> Any:
+        """A fresh copy of the value last given to :meth:`serialize_attachment`, or
+        ``None``."""
+        from .room import deserialize_attachment
+
+        return deserialize_attachment(self)
+
+    serializeAttachment = serialize_attachment
+    deserializeAttachment = deserialize_attachment
 
     # -- delivery -----------------------------------------------------------------------
 
@@ -214,29 +277,42 @@ class WebSocket:
         if inline:
             self._pump()
         else:
-            _runtime.after_turn(functools.partial(_runtime.spawn, self._pump))
+            _runtime.after_turn(functools.partial(_runtime.spawn, self._pump, True))
 
     def _kick(self) -> None:
         with self._mailbox_lock:
             if self._pumping or not self._mailbox:
                 return
             self._pumping = True
-        _runtime.after_turn(functools.partial(_runtime.spawn, self._pump))
+        _runtime.after_turn(functools.partial(_runtime.spawn, self._pump, True))
 
-    def _pump(self) -> None:
+    def _pump(self, spawned: bool = False) -> None:
         mailbox, lock, machine = self._mailbox, self._mailbox_lock, self._machine
+        # A spawned pump (an in-memory peer's delivery) lets other sockets run between
+        # items, as each delivery is its own task in workerd (i_internal_both).
+        share = _runtime.fair_yield() if spawned else None
         while True:
             with lock:
                 if not mailbox:
                     self._pumping = False
                     return
                 item = mailbox.popleft()
-            with _runtime.in_turn():  # what this item makes the peer see comes after its events
-                for event in machine.receive(item, self):
-                    self._dispatch(event)
+            try:
+                with _runtime.in_turn():  # what this item makes the peer see comes after its events
+                    for event in machine.receive(item, self):
+                        self._dispatch(event)
+            except BaseException:  # KeyboardInterrupt, GreenletExit: let a later post pump again
+                with lock:
+                    self._pumping = False
+                raise
+            if share is not None:
+                share()
 
     def _dispatch(self, event: Event) -> None:
         event.target = self
+        room = self._room
+        if room is not None and room._intercept(self, event):
+            return  # answered by the room's auto-response: no app code sees it
         kind = event.type
         failure: Optional[BaseException] = None
         with _runtime.in_turn():
@@ -299,6 +375,10 @@ class WebSocket:
             for item in pending:
                 replay(item)
             partner._machine.link = link
+        # Released, this end never dispatches again (accept() now raises): drop its
+        # inbox, whose reference back to this end would keep it alive until a full
+        # garbage collection, as long as the connection lasts.
+        self._inboxes = []
 
     def __repr__(self) -> str:
         return "<WebSocket %s ready_state=%d>" % (
