@@ -29,6 +29,7 @@ from __future__ import annotations
 import collections
 import logging
 import socket
+import struct
 import ssl
 import threading
 import time
@@ -105,6 +106,7 @@ class Connection:
         self._queued = 0
         self._draining = False  # a drain task owns the socket's write side
         self._finishing = False  # the end is done: shut down once flushed
+        self._failed = False  # the peer failed the protocol: the reader ends the connection
         self._closed_out = False  # a Close frame was queued: no frame may follow it
         self._dead = False  # nothing more will be written
         self._timer: Optional[_runtime.Timer] = None
@@ -130,8 +132,8 @@ class Connection:
         """The end is done: flush what is queued, then end the connection."""
         with self._wlock:
             self._finishing = True
-            if self._draining:
-                return  # the drain ends the connection when the queue is empty
+            if self._draining or self._failed:
+                return  # the drain, or the reader after a failure, ends the connection
         self._end_output()
 
     def cancel(self) -> None:
@@ -156,11 +158,14 @@ class Connection:
         keepalive = self.options.ping_interval is not None
         if keepalive:
             _runtime.spawn(self._keepalive)
+        failed = False  # also self._failed, which finish() reads
         try:
             data = initial
             while True:
                 if data and not codec.finished:  # B9, L2: after a Close, read but ignore
-                    self._received(codec.receive(data), post)
+                    failed = self._received(codec.receive(data), post)
+                    if failed:
+                        break  # RFC 6455 §7.1.7: a failure ends TCP at once
                     if share is not None:
                         share()  # other connections get a turn before we read again
                 try:
@@ -179,7 +184,12 @@ class Connection:
             self._ended.set()
             self._disarm()
             post(Gone(), True)  # H1: a drop; ignored after a clean close
-            _shutdown(self.sock, socket.SHUT_RDWR)
+            if failed and _unread(self.sock):
+                # RULES E5: a peer still writing when the connection fails gets a reset,
+                # as from workerd, which closes with its payload unread.
+                _reset(self.sock)
+            else:
+                _shutdown(self.sock, socket.SHUT_RDWR)
 
     def _flush_if_clean(self) -> None:
         """After a clean close, give a backlog (our Close echo, say) ``close_timeout``
@@ -189,7 +199,8 @@ class Connection:
         if flushing:
             self._drained.wait(self.options.close_timeout)
 
-    def _received(self, events: list[Any], post: Callable[[Any, bool], None]) -> None:
+    def _received(self, events: list[Any], post: Callable[[Any, bool], None]) -> bool:
+        """Act on what was read; returns whether the peer failed the protocol."""
         for event in events:
             kind = type(event)
             if kind is Ping:
@@ -197,8 +208,11 @@ class Connection:
                 continue
             if kind is Failure:  # E2, M4: Close with the reason, then end TCP
                 self._write(self.codec.close(event.code, event.reason), closing=True)
-                self.finish()
+                self._failed = True  # the reader ends the connection, not finish()
+                post(event, True)
+                return True
             post(event, True)
+        return False
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -337,16 +351,37 @@ def _shutdown(sock: socket.socket, how: int) -> None:
         pass  # already shut down, or reset
 
 
+def _unread(sock: Any) -> bool:
+    """Whether the peer has sent bytes we have not read (never waits)."""
+    raw = getattr(sock, "_sock", sock)  # gevent's socket would wait on EAGAIN; its own won't
+    try:
+        return bool(raw.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+    except (BlockingIOError, OSError, ValueError):
+        return False
+
+
+def _reset(sock: Any) -> None:
+    """End the connection with a TCP reset: linger 0, then close."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+    sock.close()
+
+
 def _nonblocking_sender(sock: Any) -> Callable[[bytes], int]:
     """A ``send`` that returns at once with the count the kernel took (maybe 0).
 
     TLS sockets cannot send without waiting (no flags, and a record is all or
     nothing), so for them everything goes through the drain task.
     """
-    if isinstance(sock, ssl.SSLSocket) or hasattr(sock, "cipher"):
-        return lambda data: 0
     gevent_socket = _runtime.gevent_socket_class()
-    if gevent_socket is not None and isinstance(sock, gevent_socket):
+    # gevent's plain socket first: hasattr() on it costs a failed lookup on the socket
+    # it wraps, and its TLS subclass is not exactly it.
+    plain_gevent = gevent_socket is not None and type(sock) is gevent_socket
+    if not plain_gevent and (isinstance(sock, ssl.SSLSocket) or hasattr(sock, "cipher")):
+        return lambda data: 0
+    if plain_gevent or (gevent_socket is not None and isinstance(sock, gevent_socket)):
         gsock: Any = sock
 
         def send(data: bytes) -> int:
