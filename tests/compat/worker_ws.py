@@ -250,11 +250,13 @@ def latelistener(request: Any, url: Url, log: Log, scope: Scope) -> Response:
 def onprops(request: Any, url: Url, log: Log, scope: Scope) -> Response:
     """onmessage / onclose attribute handlers.
 
-    ``'onmessage' in server`` has the Python counterpart ``hasattr(server, "onmessage")``.
+    In workerd an ``on<type>`` property exists on the object only once assigned (A8), so
+    ``'onmessage' in server`` asks whether a handler is set; in Python the property
+    always exists, and the same question is ``server.onmessage is not None``.
     """
     client, server = WebSocketPair()
     log.append({"note": "typeof server.onmessage", "value": js_typeof(server.onmessage),
-                "inProto": hasattr(server, "onmessage")})
+                "inProto": server.onmessage is not None})
 
     def onmessage(event: Any) -> None:
         log.append({"ev": "message", "via": "onmessage", **describe_data(event.data)})
