@@ -113,9 +113,7 @@ class WebSocket:
         self._mailbox: collections.deque[Inbound] = collections.deque()
         self._mailbox_lock = threading.Lock()  # a leaf lock: nothing is acquired under it
         self._pumping = False
-        from .client import Inbox  # what the blocking helpers read (client.py)
-
-        self._inboxes: list["Inbox"] = [Inbox(self)]
+        self._inboxes: list["Inbox"] = [_inbox_class()(self)]
         self.url = None
         self.protocol = ""
         self.extensions = ""
@@ -383,6 +381,20 @@ class WebSocket:
     def __repr__(self) -> str:
         return "<WebSocket %s ready_state=%d>" % (
             self.url or self._role, self.ready_state)
+
+
+def _inbox_class() -> type["Inbox"]:
+    """What the blocking helpers read (:mod:`cfws_sync.client`), imported once."""
+    global _Inbox
+    inbox = _Inbox
+    if inbox is None:
+        from .client import Inbox
+
+        inbox = _Inbox = Inbox
+    return inbox
+
+
+_Inbox: Optional[type["Inbox"]] = None
 
 
 def current_compatibility_for(options: dict[str, Any]) -> Compatibility:

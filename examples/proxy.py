@@ -16,7 +16,8 @@ if __name__ == "__main__":  # patch before anything imports socket or ssl
 import argparse  # noqa: E402
 import os  # noqa: E402
 
-from cfws_sync import DOMException, Response, WebSocketPair, fetch, websocket_app  # noqa: E402
+from cfws_sync import (ConnectError, DOMException, Response, WebSocketPair,  # noqa: E402
+                       fetch, websocket_app)
 
 
 def pass_close(to):
@@ -37,7 +38,10 @@ def make_app(backend_url):
     def handle(request):
         if request.headers.get("Upgrade") != "websocket":
             return Response("Expected Upgrade: websocket", status=426)
-        upstream = fetch(http_url, headers={"Upgrade": "websocket"}, timeout=10)
+        try:
+            upstream = fetch(http_url, headers={"Upgrade": "websocket"}, timeout=10)
+        except ConnectError as exc:
+            return Response("Bad Gateway: %s" % exc, status=502)
         backend = upstream.web_socket
         if backend is None:
             return Response("Bad Gateway: backend answered %d" % upstream.status, status=502)
