@@ -16,7 +16,7 @@ import codecs
 import os
 import struct
 import zlib
-from typing import NamedTuple, Optional, Union, cast
+from typing import Callable, NamedTuple, Optional, Union, cast
 
 from wsproto.extensions import PerMessageDeflate
 from wsproto.frame_protocol import (
@@ -106,6 +106,7 @@ class BoundedDeflate(PerMessageDeflate):
             return CloseReason.INVALID_FRAME_PAYLOAD_DATA
 
 
+_apply_mask: Optional[Callable[[bytes, bytes], bytes]]
 try:  # an optional C unmask, from a well-kept package, when it is installed
     from websockets.speedups import apply_mask as _apply_mask
 except ImportError:  # pragma: no cover - depends on the environment
@@ -117,7 +118,7 @@ class _FastMasker:
 
     __slots__ = ("key", "offset")
 
-    def __init__(self, key: bytes) -> None:
+    def __init__(self, key: Union[bytes, bytearray]) -> None:
         self.key = bytes(key)
         self.offset = 0
 
@@ -125,7 +126,8 @@ class _FastMasker:
         phase = self.offset & 3
         key = self.key[phase:] + self.key[:phase] if phase else self.key
         self.offset += len(data)
-        return _apply_mask(data, key)  # type: ignore[misc, no-any-return]
+        assert _apply_mask is not None
+        return _apply_mask(data, key)
 
 
 class _Decoder(FrameDecoder):
@@ -141,7 +143,7 @@ class _Decoder(FrameDecoder):
 
 def _mask(payload: bytes, key: bytes) -> bytes:
     if _apply_mask is not None:
-        return _apply_mask(payload, key)  # type: ignore[no-any-return]
+        return _apply_mask(payload, key)
     return bytes(XorMaskerSimple(key).process(bytearray(payload)))
 
 

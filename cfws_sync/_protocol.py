@@ -28,7 +28,7 @@ from . import errors
 from ._frames import Failure, Message, PeerClose
 from .blob import Blob
 from .compat import Compatibility
-from .errors import DOMException, NetworkError, ProtocolError
+from .errors import DOMException, ProtocolError
 from .events import CloseEvent, ErrorEvent, Event, MessageEvent
 
 if TYPE_CHECKING:

@@ -23,7 +23,7 @@ from .compat import Compatibility, current_compatibility
 from .events import ErrorEvent, Event
 
 if TYPE_CHECKING:
-    from .client import Inbox
+    from ._inbox import Inbox
     from .room import Room
 
 __all__ = ["WebSocket", "WebSocketPair"]
@@ -89,6 +89,7 @@ class WebSocket:
     _room: Optional["Room"] = None  # set by Room.accept_web_socket
     _attachment: Optional[str] = None  # JSON text, set by serialize_attachment
     _hold: Optional[Callable[[], None]] = None  # a client's held events (client.py)
+    _release_held: Optional[Callable[[], None]] = None  # delivers them at once
 
     def __init__(
         self, url: str, protocols: Union[str, list[str], tuple[str, ...], None] = None,
@@ -219,27 +220,27 @@ class WebSocket:
         if hold is not None:
             hold()
 
-    # -- blocking helpers for scripts (SPEC §6; buffering rule in cfws_sync.client) ------
+    # -- blocking helpers for scripts (SPEC §6; buffering rule in cfws_sync._inbox) ------
 
     def receive(self, timeout: Optional[float] = None) -> Any:
         """Wait for the next message and return its data; sees every message, with or
         without listeners.  :raises cfws_sync.ConnectionClosed: once closed and drained.
         :raises TimeoutError: after ``timeout`` seconds."""
-        from .client import receive
+        from ._inbox import receive
 
         return receive(self, timeout)
 
     def messages(self, timeout: Optional[float] = None) -> Iterator[Any]:
         """Iterate over the data of every message until the socket closes.
         :raises TimeoutError: when the next one takes over ``timeout`` seconds."""
-        from .client import messages
+        from ._inbox import messages
 
         return messages(self, timeout)
 
     def wait_closed(self, timeout: Optional[float] = None) -> Any:
         """Wait until the socket is closed; return its :class:`CloseEvent`.
         :raises TimeoutError: after ``timeout`` seconds."""
-        from .client import wait_closed
+        from ._inbox import wait_closed
 
         return wait_closed(self, timeout)
 
@@ -384,11 +385,11 @@ class WebSocket:
 
 
 def _inbox_class() -> type["Inbox"]:
-    """What the blocking helpers read (:mod:`cfws_sync.client`), imported once."""
+    """What the blocking helpers read (:mod:`cfws_sync._inbox`), imported once."""
     global _Inbox
     inbox = _Inbox
     if inbox is None:
-        from .client import Inbox
+        from ._inbox import Inbox
 
         inbox = _Inbox = Inbox
     return inbox
