@@ -50,6 +50,8 @@ class Phase(enum.Enum):
     CLOSE_RECEIVED = "close-received"
     #: Both Closes were exchanged, or the connection is gone.
     CLOSED = "closed"
+    #: A client closed before it opened; workerd reads ``readyState`` 1 here (K4).
+    CANCELLED = "cancelled"
 
 
 READY_STATE = {
@@ -58,6 +60,7 @@ READY_STATE = {
     Phase.CLOSE_SENT: 2,
     Phase.CLOSE_RECEIVED: 2,
     Phase.CLOSED: 3,
+    Phase.CANCELLED: 1,  # K4: a quirk of workerd's, kept
 }
 
 
@@ -93,7 +96,9 @@ P, I = Phase, Input
 TRANSITIONS: dict[tuple[Phase, Input], tuple[Phase, int]] = {
     # K1, K3, K4, K5: a client connecting.
     (P.CONNECTING, I.SEND): (P.CONNECTING, Do.RAISE_NOT_OPEN),
-    (P.CONNECTING, I.CLOSE): (P.CONNECTING, Do.CANCEL),
+    (P.CONNECTING, I.CLOSE): (P.CANCELLED, Do.CANCEL),
+    (P.CANCELLED, I.SEND): (P.CANCELLED, Do.RAISE_NOT_OPEN),
+    (P.CANCELLED, I.CONNECT_FAILED): (P.CLOSED, Do.DISPATCH | Do.FINISH),
     (P.CONNECTING, I.OPENED): (P.OPEN, Do.DISPATCH),
     (P.CONNECTING, I.CONNECT_FAILED): (P.CLOSED, Do.DISPATCH | Do.FINISH),
     # A4–A6, C1: open.

@@ -157,7 +157,7 @@ class WebSocket:
             if allow_half_open is None and "allowHalfOpen" in options:
                 allow_half_open = bool(options["allowHalfOpen"])
         if self._role == "client":
-            if self._machine.phase is Phase.CONNECTING:
+            if self._machine.phase in (Phase.CONNECTING, Phase.CANCELLED):
                 raise TypeError(_NOT_CLIENT)  # K3
             return
         if self._role == "released":
