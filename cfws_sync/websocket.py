@@ -35,6 +35,9 @@ _NOT_CLIENT = "Websockets obtained from the 'new WebSocket()' constructor cannot
 _RETURNED_ACCEPTED = "Can't return WebSocket in a Response after calling accept()."  # J4
 _RETURNED_CLIENT = (  # J5
     "Can't return WebSocket in a Response if it was created with `new WebSocket()`")
+_RETURNED_FETCHED = (  # K13 is not supported: a documented difference
+    "Can't return a WebSocket obtained from fetch() in a Response: cfws_sync does not "
+    "pass frames through; accept() it and relay messages (see examples/proxy.py).")
 _RETURNED_TWICE = "Can't return WebSocket that was already used in a response."  # J5
 _NO_DATA: Any = object()  # send() called without an argument (A6)
 _ACCEPT_RELEASED = "Can't accept() WebSocket that was already used in a response."
@@ -359,7 +362,8 @@ class WebSocket:
         if self._machine.accepted:
             raise TypeError(_RETURNED_ACCEPTED)
         link = self._machine.link
-        assert isinstance(link, _PairLink)
+        if not isinstance(link, _PairLink):  # K13: workerd would pump raw frames through
+            raise TypeError(_RETURNED_FETCHED)
         self._role = "released"
         return link.end
 

@@ -217,6 +217,14 @@ def ws_ret_newws(request, q: dict, log: list) -> Response:
     return Response(None, status=101, web_socket=ws)
 
 
+def ws_ret_fetched(request, q: dict, log: list) -> Response:
+    """K13 (not supported): return the socket of a fetch() upgrade."""
+    from cfws_sync import fetch
+
+    return Response(None, status=101,
+                    web_socket=fetch(q["backend"], headers={"Upgrade": "websocket"}).web_socket)
+
+
 def plain_ret_ws(request, q: dict, log: list) -> Response:
     """J2: a socket in answer to a request without Upgrade."""
     client, server = WebSocketPair()
@@ -235,6 +243,7 @@ BEHAVIOURS = {
     ("ws", "ret_accepted"): ws_ret_accepted,
     ("ws", "ret_server"): ws_ret_server,
     ("ws", "ret_newws"): ws_ret_newws,
+    ("ws", "ret_fetched"): ws_ret_fetched,
     ("plain", "ret_ws"): plain_ret_ws,
     ("plain", "hello"): plain_hello,
 }

@@ -510,6 +510,14 @@ def test_J5_returning_a_client_socket(server):
         "Can't return WebSocket in a Response if it was created with `new WebSocket()`") in text)
 
 
+def test_K13_returning_a_fetched_socket_is_refused_clearly(server):
+    # A documented difference: workerd pumps raw frames through; cfws_sync does not.
+    backend = "http://127.0.0.1:%d/ws/echo?id=%s" % (server.port, new_id())
+    with ws(server, "/ws/ret_fetched", id=new_id(), backend=backend) as c:
+        c.expect_eof()
+    wait_for_log(server, lambda text: "does not pass frames through" in text)
+
+
 def test_J7_subprotocol_only_when_the_handler_sets_it(server):
     offer = {"Sec-WebSocket-Protocol": "chat, v2"}
     with ws(server, "/ws/echo", offer, id=new_id()) as c:
