@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from pathlib import Path
 import threading
 import time
 from typing import Any, Iterator
@@ -21,16 +22,18 @@ from tests.test_client import (CONNECT_FAILED, ECHO, TEXT, TIMEOUT, Spawned, clo
                                frame_bytes, raw_client, sender, server_process, ws_server)
 from tests.test_client import backend  # noqa: F401  (a fixture)
 
-README_SCRIPT = '''\
-from cfws_sync import connect
-
-ws = connect("ws://127.0.0.1:8787/", timeout=5)   # blocks until open, or raises
-ws.send("hello")
-print("received:", ws.receive(timeout=5))          # the next message, listeners or not
-ws.close(1000, "done")
-event = ws.wait_closed(timeout=5)                  # the CloseEvent
-print("closed:", event.code, event.reason)
-'''
+def readme_script() -> str:
+    """The script of README.rst's "Scripts" section, as printed there."""
+    text = (Path(__file__).resolve().parent.parent / "README.rst").read_text()
+    section = text[text.index("\nScripts\n"):]
+    marker = ".. code-block:: python\n\n"
+    block = section[section.index(marker) + len(marker):]
+    lines = []
+    for line in block.splitlines():
+        if line and not line.startswith("    "):
+            break
+        lines.append(line[4:])
+    return "\n".join(lines).strip() + "\n"
 
 
 def test_receive_in_order_text_and_binary():
@@ -249,7 +252,7 @@ def test_helpers_on_a_served_pair_end():
 def test_the_readme_script_runs(tmp_path):
     with server_process("gevent", "tests.apps:echo") as server:
         script = tmp_path / "script.py"
-        script.write_text(README_SCRIPT.replace("ws://127.0.0.1:8787/", server.ws_url("/")))
+        script.write_text(readme_script().replace("ws://127.0.0.1:8787/", server.ws_url("/")))
         out, err = tmp_path / "out.txt", tmp_path / "err.txt"
         with open(out, "wb") as stdout, open(err, "wb") as stderr:
             proc = Spawned([sys.executable, str(script)], stdout=stdout.fileno(),
