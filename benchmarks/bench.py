@@ -26,12 +26,15 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import loadclient  # noqa: E402
 
-TARGETS = {
-    "cfws_sync": "cfws_sync_server.py",
-    "flask-sock": "flask_sock_server.py",
-    "websockets": "websockets_server.py",
+TARGETS = {  # name -> (script, extra arguments)
+    "cfws_sync": ("cfws_sync_server.py",),
+    "flask-sock": ("flask_sock_server.py",),
+    "websockets": ("websockets_server.py",),
+    "cfws_sync-werkzeug": ("cfws_sync_server.py", "werkzeug"),
+    "flask-sock-werkzeug": ("flask_sock_server.py", "werkzeug"),
 }
-BASELINE = "flask-sock"
+DEFAULT_TARGETS = ["cfws_sync", "flask-sock", "websockets"]
+BASELINE = "flask-sock"  # --baseline flask-sock-werkzeug for the threaded pair
 # workload -> (metric, higher is better, coroutine factory (port, pid, quick))
 WORKLOADS = {
     "echo_small_c1": ("msgs_per_s", True, lambda p, pid, q: loadclient.echo_small(p, 1, 0.3, 0.7 if q else 1.0)),
@@ -54,7 +57,8 @@ def free_port() -> int:
 def server(target: str):
     port = free_port()
     env = dict(os.environ, PYTHONPATH=str(HERE.parent))
-    proc = subprocess.Popen([sys.executable, str(HERE / "servers" / TARGETS[target]), str(port)],
+    script, *extra = TARGETS[target]
+    proc = subprocess.Popen([sys.executable, str(HERE / "servers" / script), str(port), *extra],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     try:
@@ -96,18 +100,18 @@ def run(targets: list[str], workloads: list[str], repeats: int, quick: bool) -> 
     return results
 
 
-def table(results: dict, targets: list[str]) -> str:
+def table(results: dict, targets: list[str], baseline: str = BASELINE) -> str:
     rows = ["| workload | " + " | ".join(targets) + " | " +
-            " | ".join("%s / %s" % (t, BASELINE) for t in targets if t != BASELINE) + " |"]
-    rows.append("|---" * (1 + len(targets) + len(targets) - (BASELINE in targets)) + "|")
+            " | ".join("%s / %s" % (t, baseline) for t in targets if t != baseline) + " |"]
+    rows.append("|---" * (1 + len(targets) + len(targets) - (baseline in targets)) + "|")
     for w, per_target in results.items():
         metric, higher, _ = WORKLOADS[w]
         cells = ["%.1f" % statistics.median(per_target[t]) for t in targets]
         ratios = []
         for t in targets:
-            if t == BASELINE or BASELINE not in per_target:
+            if t == baseline or baseline not in per_target:
                 continue
-            pairs = [a / b for a, b in zip(per_target[t], per_target[BASELINE]) if b]
+            pairs = [a / b for a, b in zip(per_target[t], per_target[baseline]) if b]
             ratios.append("%.2f×" % statistics.median(pairs) if pairs else "n/a")
         arrow = "↑" if higher else "↓"
         rows.append("| %s %s (%s) | %s | %s |" % (w, arrow, metric, " | ".join(cells), " | ".join(ratios)))
@@ -118,8 +122,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="1 repeat, shorter runs")
-    parser.add_argument("--targets", default=",".join(TARGETS))
+    parser.add_argument("--targets", default=",".join(DEFAULT_TARGETS),
+                        help="from: %s" % ", ".join(TARGETS))
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
+    parser.add_argument("--baseline", default=BASELINE)
     args = parser.parse_args()
     targets = args.targets.split(",")
     workloads = args.workloads.split(",")
@@ -130,7 +136,7 @@ def main() -> None:
     results = run(targets, workloads, repeats, args.quick)
     print("%s, Python %s, %d cores; medians of %d repeat(s); ratios are medians of paired runs"
           % (platform.platform(), platform.python_version(), os.cpu_count() or 0, repeats))
-    print(table(results, targets))
+    print(table(results, targets, args.baseline))
 
 
 if __name__ == "__main__":

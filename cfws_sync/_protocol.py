@@ -40,6 +40,8 @@ __all__ = ["Phase", "Machine", "Link", "Gone", "Opened", "ConnectFailed"]
 class Phase(enum.Enum):
     """Where an end is.  ``ready_state`` is derived from it (:data:`READY_STATE`)."""
 
+    __hash__ = object.__hash__  # members are singletons; Enum's own hash runs Python code
+
     #: A client before its handshake completed (K1).
     CONNECTING = "connecting"
     #: Open; a pair end is open before ``accept()`` too (A1).
@@ -65,6 +67,7 @@ READY_STATE = {
 
 
 class Input(enum.Enum):
+    __hash__ = object.__hash__  # as Phase: the table is looked up once per message
     SEND = "send()"
     CLOSE = "close()"
     OPENED = "opened"

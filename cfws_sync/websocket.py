@@ -317,17 +317,17 @@ class WebSocket:
             return  # answered by the room's auto-response: no app code sees it
         kind = event.type
         failure: Optional[BaseException] = None
-        with _runtime.in_turn():
-            handler = self._handlers.get(kind)
-            if handler is not None:
-                failure = self._call(handler, event, True)
-            for listener in self._listeners.get(kind, ()):
-                failure = self._call(listener, event, False) or failure
-            for inbox in self._inboxes:
-                inbox.put(event)
-            signal = signals.BY_TYPE.get(kind)
-            if signal is not None and signal.receivers:
-                signal.send(self, event=event)
+        # Runs inside the pump's turn: deliveries the listeners cause start after it.
+        handler = self._handlers.get(kind)
+        if handler is not None:
+            failure = self._call(handler, event, True)
+        for listener in self._listeners.get(kind, ()):
+            failure = self._call(listener, event, False) or failure
+        for inbox in self._inboxes:
+            inbox.put(event)
+        signal = signals.BY_TYPE.get(kind)
+        if signal is not None and signal.receivers:
+            signal.send(self, event=event)
         if failure is not None and kind != "error" and self._machine.phase is not Phase.CLOSED:
             # SPEC §8.6: report it as an error event, then close with 1011.
             self._dispatch(ErrorEvent("error", failure))

@@ -1,14 +1,18 @@
-"""cfws_sync echo and broadcast server on gevent pywsgi: ``python cfws_sync_server.py PORT``."""
+"""cfws_sync echo and broadcast server: ``python cfws_sync_server.py PORT [werkzeug]``
+
+On gevent pywsgi (monkey-patched) by default, or Werkzeug's threaded server.
+"""
 
 import sys
 
-from gevent import monkey
+THREADS = sys.argv[2:] == ["werkzeug"]  # else gevent, monkey-patched
+if not THREADS:
+    from gevent import monkey
 
-monkey.patch_all()
+    monkey.patch_all()
 
 from urllib.parse import urlsplit  # noqa: E402
 
-from gevent.pywsgi import WSGIServer  # noqa: E402
 
 from cfws_sync import Response, WebSocketPair, websocket_app  # noqa: E402
 
@@ -36,5 +40,20 @@ def handle(request):
     return Response(None, status=101, web_socket=client)
 
 
+def serve(app):
+    port = int(sys.argv[1])
+    if THREADS:
+        import logging
+
+        from werkzeug.serving import make_server
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        make_server("127.0.0.1", port, app, threaded=True).serve_forever()
+    else:
+        from gevent.pywsgi import WSGIServer
+
+        WSGIServer(("127.0.0.1", port), app, log=None).serve_forever()
+
+
 if __name__ == "__main__":
-    WSGIServer(("127.0.0.1", int(sys.argv[1])), websocket_app(handle), log=None).serve_forever()
+    serve(websocket_app(handle))

@@ -1,14 +1,18 @@
-"""flask-sock echo and broadcast server on gevent pywsgi: ``python flask_sock_server.py PORT``."""
+"""flask-sock echo and broadcast server: ``python flask_sock_server.py PORT [werkzeug]``
+
+On gevent pywsgi (monkey-patched) by default, or Werkzeug's threaded server.
+"""
 
 import sys
 
-from gevent import monkey
+THREADS = sys.argv[2:] == ["werkzeug"]  # else gevent, monkey-patched
+if not THREADS:
+    from gevent import monkey
 
-monkey.patch_all()
+    monkey.patch_all()
 
 from flask import Flask  # noqa: E402
 from flask_sock import Sock  # noqa: E402
-from gevent.pywsgi import WSGIServer  # noqa: E402
 
 app = Flask(__name__)
 sock = Sock(app)
@@ -36,5 +40,20 @@ def broadcast(ws):
         room.discard(ws)
 
 
+def serve(app):
+    port = int(sys.argv[1])
+    if THREADS:
+        import logging
+
+        from werkzeug.serving import make_server
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        make_server("127.0.0.1", port, app, threaded=True).serve_forever()
+    else:
+        from gevent.pywsgi import WSGIServer
+
+        WSGIServer(("127.0.0.1", port), app, log=None).serve_forever()
+
+
 if __name__ == "__main__":
-    WSGIServer(("127.0.0.1", int(sys.argv[1])), app, log=None).serve_forever()
+    serve(app)
