@@ -11,42 +11,50 @@ turn as ``accept()`` never miss a message (SPEC §2, "no event lost to a race").
 
 from __future__ import annotations
 
-import sys
 import functools
+import heapq
+import itertools
+import os
+import sys
 import threading
+import time
+from _thread import get_ident as _get_ident
 from typing import Any, Callable, Optional
+
+from greenlet import getcurrent as _getcurrent  # type: ignore[import-untyped, unused-ignore]
 
 __all__ = ["spawn", "spawn_later", "in_turn", "after_turn", "turn_running",
            "using_gevent", "gevent_socket_class"]
 
-class _TurnLocal:
-    """Where the current turn is kept: per thread, or per greenlet under gevent, even
-    when gevent patched ``threading`` after this module was imported.  Read it as an
-    object: ``_turn.pending`` is the list of deferred starts, absent outside a turn."""
+# The pending starts of the turn running in each greenlet (under gevent) or thread, by
+# its key (:func:`_here`); an entry exists only while a turn runs, so a parked
+# connection keeps no per-greenlet state (as a ``threading.local`` would).
+_pending: dict[Any, list[Callable[[], Any]]] = {}
+
+
+def _here() -> Any:
+    """The running greenlet under gevent, else the running thread's id."""
+    if _patched or using_gevent():  # the flag first: this runs several times an event
+        return _getcurrent()
+    return _get_ident()
+
+
+class _TurnView:
+    """``_turn.pending``: the deferred starts of the turn running here, or ``None``."""
 
     __slots__ = ()
-    _locals: dict[bool, Any] = {}
 
-    def _local(self) -> Any:
-        patched = using_gevent()
-        state = self._locals.get(patched)
-        if state is None:  # ``threading.local`` is gevent's greenlet-local once patched
-            state = self._locals.setdefault(patched, threading.local())
-        return state
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._local(), name)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        setattr(self._local(), name, value)
+    @property
+    def pending(self) -> Optional[list[Callable[[], Any]]]:
+        return _pending.get(_here())
 
 
-_turn = _TurnLocal()
+_turn = _TurnView()
 
 
 def turn_running() -> bool:
     """Whether a turn of user code is running here (see :class:`in_turn`)."""
-    return getattr(_turn, "pending", None) is not None
+    return _here() in _pending
 
 
 _patched = False  # gevent patched ``threading``: once seen, for good
@@ -68,13 +76,18 @@ def using_gevent() -> bool:
     return _patched
 
 
+_gevent_socket: list[Optional[type]] = []  # found once
+
+
 def gevent_socket_class() -> Optional[type]:
     """gevent's socket class, or ``None`` without gevent."""
-    try:
-        from gevent.socket import socket  # type: ignore[import-untyped, unused-ignore]
-    except ImportError:  # pragma: no cover - gevent is a dependency
-        return None
-    return socket  # type: ignore[no-any-return, unused-ignore]
+    if not _gevent_socket:
+        try:
+            from gevent.socket import socket  # type: ignore[import-untyped, unused-ignore]
+        except ImportError:  # pragma: no cover - gevent is a dependency
+            socket = None
+        _gevent_socket.append(socket)
+    return _gevent_socket[0]
 
 
 def fair_yield() -> Optional[Callable[[], Any]]:
@@ -86,44 +99,134 @@ def fair_yield() -> Optional[Callable[[], Any]]:
     """
     if not using_gevent():
         return None
-    from gevent import sleep
+    global _fair_yield
+    if _fair_yield is None:
+        from gevent import sleep  # type: ignore[import-untyped, unused-ignore]
 
-    return functools.partial(sleep, 0)
+        _fair_yield = functools.partial(sleep, 0)
+    return _fair_yield
+
+
+_fair_yield: Optional[Callable[[], Any]] = None  # one for every connection
 
 
 def spawn(fn: Callable[..., Any], *args: Any) -> Any:
     """Run ``fn(*args)`` concurrently: in a greenlet under gevent, else a daemon thread."""
     if using_gevent():
-        import gevent  # type: ignore[import-untyped, unused-ignore]
+        from gevent import spawn as gevent_spawn  # type: ignore[import-untyped, unused-ignore]
 
-        return gevent.spawn(fn, *args)
+        return gevent_spawn(fn, *args)
     thread = threading.Thread(target=fn, args=args, daemon=True, name="cfws_sync")
     thread.start()
     return thread
 
 
 class Timer:
-    """A cancellable call of ``fn`` after ``delay`` seconds."""
+    """A cancellable call of ``fn`` after ``delay`` seconds, in a greenlet or thread of
+    its own.
+
+    Most timers (a connection's close deadline) are cancelled, so only firing costs a
+    task: under gevent the countdown is a bare event-loop timer, and with threads one
+    clock thread counts down every timer (:class:`_Clock`).
+    """
+
+    __slots__ = ("_impl", "_fn", "cancelled")
 
     def __init__(self, delay: float, fn: Callable[[], Any]) -> None:
-        self._impl: Any
+        self._impl: Any = None
+        self._fn = fn
+        self.cancelled = False
         if using_gevent():
-            import gevent  # type: ignore[import-untyped, unused-ignore]
+            from gevent import get_hub  # type: ignore[import-untyped, unused-ignore]
 
-            self._impl = gevent.spawn_later(delay, fn)
+            self._impl = get_hub().loop.timer(delay)
+            self._impl.start(self._fire)
         else:
-            self._impl = threading.Timer(delay, fn)
-            self._impl.name = "cfws_sync-timer"
-            self._impl.daemon = True
-            self._impl.start()
+            _clock.add(self, delay)
+
+    def _fire(self) -> None:
+        """Runs in gevent's hub or the clock thread, which must not block: ``fn`` gets
+        a task of its own."""
+        if self._impl is not None:
+            self._impl.close()
+        spawn(self._fn)
 
     def cancel(self) -> None:
         """Stop the call if it has not started."""
-        impl = self._impl
-        if hasattr(impl, "kill"):
-            impl.kill(block=False)
-        else:
-            impl.cancel()
+        if self._impl is not None:
+            self._impl.close()
+        elif not self.cancelled:
+            _clock.cancel(self)
+
+
+class _Clock:
+    """The one thread that counts down the timers of the threads runtime.
+
+    A cancelled timer stays in the heap until its deadline (cancelling is O(1)); when
+    they are most of it, the heap is rebuilt without them, so a high connection rate
+    with a long ``close_timeout`` keeps it small.
+    """
+
+    def __init__(self) -> None:
+        self._count = itertools.count()
+        self._reset()
+
+    def _reset(self) -> None:
+        """Start afresh: at creation, and in a forked child, which has no clock thread
+        (and may have copied the lock held)."""
+        self._cond = threading.Condition(threading.Lock())
+        self._heap: list[tuple[float, int, Timer]] = []
+        self._cancelled = 0
+        self._pid = 0  # the process whose thread runs the clock
+
+    def add(self, timer: Timer, delay: float) -> None:
+        entry = (time.monotonic() + delay, next(self._count), timer)
+        with self._cond:
+            if self._pid != os.getpid():
+                self._start()
+            heapq.heappush(self._heap, entry)
+            if self._heap[0] is entry:
+                self._cond.notify()  # an earlier deadline than the clock waits for
+
+    def cancel(self, timer: Timer) -> None:
+        with self._cond:
+            if timer.cancelled:
+                return
+            timer.cancelled = True
+            self._cancelled += 1
+            heap = self._heap
+            if self._cancelled > 64 and self._cancelled * 2 > len(heap):
+                self._heap = [entry for entry in heap if not entry[2].cancelled]
+                heapq.heapify(self._heap)
+                self._cancelled = 0
+
+    def _start(self) -> None:
+        self._pid = os.getpid()
+        threading.Thread(target=self._run, daemon=True, name="cfws_sync-clock").start()
+
+    def _run(self) -> None:
+        cond = self._cond
+        with cond:
+            while True:
+                heap = self._heap
+                if not heap:
+                    cond.wait()
+                    continue
+                deadline, _, timer = heap[0]
+                left = deadline - time.monotonic()
+                if left > 0:
+                    cond.wait(left)
+                    continue
+                heapq.heappop(heap)
+                if timer.cancelled:
+                    self._cancelled -= 1
+                else:
+                    timer.cancelled = True  # fired: a late cancel() changes nothing
+                    timer._fire()
+
+
+_clock = _Clock()
+os.register_at_fork(after_in_child=_clock._reset)
 
 
 def spawn_later(delay: float, fn: Callable[[], Any]) -> Timer:
@@ -134,24 +237,25 @@ def spawn_later(delay: float, fn: Callable[[], Any]) -> Timer:
 class in_turn:
     """Context manager marking a turn of user code; deferred work starts at its end."""
 
-    __slots__ = ("_outer",)
+    __slots__ = ("_key", "_outer")
 
     def __enter__(self) -> None:
-        turn = _turn._local()
-        self._outer: Optional[list[Callable[[], Any]]] = getattr(turn, "pending", None)
-        turn.pending = []
+        key = self._key = _here()
+        self._outer = _pending.get(key)
+        _pending[key] = []
 
     def __exit__(self, *exc: Any) -> None:
-        turn = _turn._local()
-        pending = turn.pending
-        turn.pending = self._outer
+        key, outer = self._key, self._outer
+        pending = _pending.pop(key)
+        if outer is not None:
+            _pending[key] = outer
         for start in pending:
             start()
 
 
 def after_turn(start: Callable[[], Any]) -> None:
     """Call ``start()`` when the current turn ends, or now when no turn is running."""
-    pending = getattr(_turn._local(), "pending", None)
+    pending = _pending.get(_here())
     if pending is None:
         start()
     else:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import builtins
 import functools
 import json as _json
+import re
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Optional, Union
 from urllib.parse import quote
 
@@ -28,6 +30,12 @@ _RANGE = "Responses may only be constructed with status codes in the range 200 t
 _WS_STATUS = "Responses with a WebSocket must have status code 101."
 _NULL_BODY = "Response with null body status (101, 204, 205, or 304) cannot have a body."
 _CLONE_101 = "Cannot clone a response to a WebSocket handshake."
+# WSGI environ key -> header name, for the names clients send (bounded: names are theirs)
+_HEADER_NAMES: dict[str, str] = {}
+_HEADER_NAMES_KEPT = 256
+_PATH_SAFE = "/:@!$&'()*+,;=~-._%"
+# What quote(path, safe=_PATH_SAFE) leaves as it is.
+_URL_SAFE = re.compile(r"[A-Za-z0-9/:@!$&'()*+,;=~._%-]*\Z").match
 
 
 class Headers:
@@ -43,13 +51,15 @@ class Headers:
         if init is None:
             return
         pairs = init.items() if isinstance(init, (Mapping, Headers)) else init
-        for name, value in pairs:
-            self.append(name, value)
+        self._extend([(str(name), str(value)) for name, value in pairs])
 
     def get(self, name: str, default: Optional[str] = None) -> Optional[str]:
         """The value of ``name`` (repeated values joined by ``", "``), or ``default``."""
         key = name.lower()
-        values = [v for k, v in self._items if k.lower() == key]
+        values = []
+        for k, v in self._items:  # a loop: a comprehension is one more call per lookup
+            if k.lower() == key:
+                values.append(v)
         return ", ".join(values) if values else default
 
     def get_all(self, name: str) -> list[str]:
@@ -68,10 +78,14 @@ class Headers:
 
     def append(self, name: str, value: Any) -> None:
         """Add a value for ``name``."""
-        name, value = str(name), str(value)
-        if any(c in name + value for c in "\r\n\0"):
+        self._extend([(str(name), str(value))])
+
+    def _extend(self, pairs: list[tuple[str, str]]) -> None:
+        """Add ``(name, value)`` pairs of ``str``, checked as :meth:`append` does."""
+        text = "".join([name + value for name, value in pairs])
+        if "\r" in text or "\n" in text or "\0" in text:
             raise TypeError("header names and values must not contain CR, LF or NUL")
-        self._items.append((name, value))
+        self._items.extend(pairs)
 
     def delete(self, name: str) -> None:
         """Remove ``name``."""
@@ -182,13 +196,22 @@ class Request(_Body):
     @classmethod
     def from_environ(cls, environ: dict[str, Any]) -> "Request":
         """Build the request a WSGI server passed in; the body is read on first use."""
-        headers = Headers()
+        items = []
+        names = _HEADER_NAMES
         for key, value in environ.items():
-            if key.startswith("HTTP_"):
-                headers.append(key[5:].replace("_", "-").title(), value)
-        for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-            if environ.get(key):
-                headers.append(key.replace("_", "-").title(), environ[key])
+            if key[:5] == "HTTP_":
+                name = names.get(key)
+                if name is None:
+                    name = key[5:].replace("_", "-").title()
+                    if len(names) < _HEADER_NAMES_KEPT:
+                        names[key] = name
+                items.append((name, value if type(value) is str else str(value)))
+        for key, name in (("CONTENT_TYPE", "Content-Type"), ("CONTENT_LENGTH", "Content-Length")):
+            value = environ.get(key)
+            if value:
+                items.append((name, str(value)))
+        headers = Headers()
+        headers._extend(items)
         request = cls(_url_of(environ), environ.get("REQUEST_METHOD", "GET"), headers,
                       environ=environ)
         request._body = None
@@ -214,7 +237,9 @@ def _url_of(environ: dict[str, Any]) -> str:
         port = environ.get("SERVER_PORT", "")
         if port and port != ("443" if scheme == "https" else "80"):
             host += ":" + port
-    path = quote(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""), safe="/:@!$&'()*+,;=~-._%")
+    path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+    if not _URL_SAFE(path):  # most paths need no quoting: skip quote()'s work
+        path = quote(path, safe=_PATH_SAFE)
     query = environ.get("QUERY_STRING")
     return "%s://%s%s%s" % (scheme, host, path or "/", "?" + query if query else "")
 
@@ -300,10 +325,8 @@ class _ClassOrInstance:
 Response.json = _ClassOrInstance()  # type: ignore[assignment, method-assign]
 
 
-def _reason(status: int) -> str:
-    from http import HTTPStatus
+_REASONS = {int(status): status.phrase for status in HTTPStatus}
 
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return ""
+
+def _reason(status: int) -> str:
+    return _REASONS.get(status, "")

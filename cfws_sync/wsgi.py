@@ -12,6 +12,10 @@ buffered reader as ``wsgi.input``.  Bytes a client sent right behind the request
 already sit in the server's read-ahead buffer; they are taken too and read first.  The
 socket object itself is used (never a ``dup()``), so shutting it down ends the TCP
 connection whatever the server does with its own reference.
+
+An idle connection keeps little: pywsgi's reader (and its 8 KiB buffer) is closed once
+its read-ahead is taken, and the request, the response and the pair end returned in
+it are dropped before the connection is served.
 """
 
 from __future__ import annotations
@@ -23,13 +27,13 @@ import io
 import logging
 import socket
 import time
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional, Union
 
 from . import _runtime
 from ._connection import Connection, ConnectionOptions
 from ._frames import DEFAULT_MAX_MESSAGE_SIZE, WireCodec, negotiate_deflate
 from .compat import Compatibility, _current
-from .http import Headers, Request, Response
+from .http import Request, Response
 
 __all__ = ["websocket_app"]
 
@@ -38,6 +42,11 @@ log = logging.getLogger("cfws_sync")
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
 Handler = Callable[[Request], Response]
 StartResponse = Callable[..., Any]
+
+# Response headers a 101 never carries from the handler: we write our own (RFC 6455
+# §4.2.2), and it has no body.
+_OURS = frozenset(("upgrade", "connection", "sec-websocket-accept", "sec-websocket-extensions",
+                   "content-length", "transfer-encoding"))
 
 _NOT_UPGRADE = (  # J2
     'Worker tried to return a WebSocket in a response to a request which did not contain '
@@ -99,7 +108,9 @@ class WebSocketApp:
         if not upgrade:
             log.error("TypeError: %s", _NOT_UPGRADE)  # J2
             return _plain(Response("Internal Server Error", status=500), start_response)
-        return self._upgrade(request, response, environ, start_response)
+        served = self._upgrade(request, response, environ, start_response)
+        del request, response, token  # a connection may last for hours: keep none alive
+        return served.run() if isinstance(served, _Serving) else served
 
     def _refuse_handshake(self, request: Request) -> Optional[Response]:
         """J6, and the Origin allow-list: answered before the handler runs."""
@@ -142,10 +153,20 @@ class WebSocketApp:
         refusal = self._refuse_handshake(request)
         if refusal is not None:
             return _plain(refusal, start_response)
-        return self._upgrade(request, response, environ, start_response)
+        served = self._upgrade(request, response, environ, start_response)
+        del request, response  # a connection may last for hours: keep neither alive
+        return served.run() if isinstance(served, _Serving) else served
 
     def _upgrade(self, request: Request, response: Response, environ: dict[str, Any],
-                 start_response: StartResponse) -> Iterable[bytes]:
+                 start_response: StartResponse) -> Union[Iterable[bytes], "_Serving"]:
+        """Set up the connection for a 101 ``response``.
+
+        :returns: what serves it (its ``run()`` gives the WSGI result), or the WSGI
+            result of a failed upgrade.  The caller drops its own references to
+            ``request`` and ``response`` before serving, so that an idle connection
+            keeps only what it needs (the pair end returned in the response, once
+            coupled, is garbage).
+        """
         end = response.web_socket
         assert end is not None
         taken = take_socket(environ)
@@ -153,6 +174,7 @@ class WebSocketApp:
             log.error("this WSGI server does not expose its socket; cannot upgrade")
             return _plain(Response("Internal Server Error", status=500), start_response)
         sock, early = taken
+        _release_reader(environ)
         deflate, extension = (None, None)
         if self.compression:
             deflate, extension = negotiate_deflate(request.headers.get("Sec-WebSocket-Extensions"))
@@ -168,28 +190,30 @@ class WebSocketApp:
         connection = Connection(sock, partner, codec, self.connection_options)
         _send_quietly(sock, head)  # if it fails, the reader sees the dead socket: a drop
         end._couple(partner, connection, connection.replay)
-        connection.run(early)
-        return ServedUpgrade(start_response)
+        return _Serving(connection, early, start_response)
 
     def _handshake_head(self, request: Request, response: Response,
                         extension: Optional[str]) -> bytes:
-        headers = Headers(response.headers.raw_items())
-        for name in ("Upgrade", "Connection", "Sec-WebSocket-Accept",
-                     "Sec-WebSocket-Extensions", "Content-Length", "Transfer-Encoding"):
-            headers.delete(name)
-        if "sec-websocket-protocol" not in headers and self.subprotocols:
-            offered = [p.strip() for p in
-                       (request.headers.get("Sec-WebSocket-Protocol") or "").split(",")]
-            chosen = next((p for p in self.subprotocols if p in offered), None)
-            if chosen:
-                headers.set("Sec-WebSocket-Protocol", chosen)
         lines = ["HTTP/1.1 101 Switching Protocols", "Upgrade: websocket",
                  "Connection: Upgrade",
                  "Sec-WebSocket-Accept: " + accept_key(request.headers["Sec-WebSocket-Key"])]
         if extension:
             lines.append("Sec-WebSocket-Extensions: " + extension)
-        lines.extend("%s: %s" % pair for pair in headers.raw_items())
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        protocol = False
+        for name, value in response.headers.raw_items():
+            key = name.lower()
+            if key in _OURS:
+                continue  # we write these (RFC 6455 §4.2.2); a 101 has no body
+            protocol = protocol or key == "sec-websocket-protocol"
+            lines.append(name + ": " + value)
+        if not protocol and self.subprotocols:
+            offered = [p.strip() for p in
+                       (request.headers.get("Sec-WebSocket-Protocol") or "").split(",")]
+            chosen = next((p for p in self.subprotocols if p in offered), None)
+            if chosen:
+                lines.append("Sec-WebSocket-Protocol: " + chosen)
+        lines.append("\r\n")
+        return "\r\n".join(lines).encode("latin-1")
 
 
 def websocket_app(handler: Handler, **options: Any) -> WebSocketApp:
@@ -239,6 +263,28 @@ class ServedUpgrade:
         raise BrokenPipeError(errno.EPIPE, "the WebSocket connection has ended")
 
 
+class _Serving:
+    """An upgraded connection, ready to be served in the request's greenlet or thread.
+
+    Small on purpose: it stays alive, as the caller's reference, for as long as the
+    connection; and ``run()`` is a method call, which keeps the interpreter from nesting
+    (the C stack a parked greenlet keeps is copied to the heap).
+    """
+
+    __slots__ = ("connection", "early", "start_response")
+
+    def __init__(self, connection: Connection, early: bytes,
+                 start_response: StartResponse) -> None:
+        self.connection = connection
+        self.early = early
+        self.start_response = start_response
+
+    def run(self) -> Iterable[bytes]:
+        """Serve the connection until it ends; returns the WSGI result."""
+        self.connection.run(self.early)
+        return ServedUpgrade(self.start_response)
+
+
 def take_socket(environ: dict[str, Any]) -> Optional[tuple[socket.socket, bytes]]:
     """Take the client connection from the WSGI server that runs the app.
 
@@ -256,6 +302,21 @@ def take_socket(environ: dict[str, Any]) -> Optional[tuple[socket.socket, bytes]
     if sock is None:
         return None
     return sock, _buffered_read_ahead(stream, sock)
+
+
+def _release_reader(environ: dict[str, Any]) -> None:
+    """Free gevent pywsgi's reader of an upgraded connection (its 8 KiB buffer would
+    stay for as long as the connection lasts), once :func:`take_socket` has taken what
+    it held.  Closing a socket's reader leaves the socket open.  Not when the request has
+    a body that a handler could still read through it."""
+    if "gunicorn.socket" in environ or "werkzeug.socket" in environ:
+        return  # their readers are theirs to manage (Werkzeug reads after the result)
+    if environ.get("CONTENT_LENGTH") not in (None, "", "0") \
+            or "HTTP_TRANSFER_ENCODING" in environ:
+        return
+    stream = environ.get("wsgi.input")
+    if isinstance(stream, io.BufferedReader):
+        stream.close()
 
 
 def _gunicorn_read_ahead(stream: Any) -> bytes:
@@ -309,7 +370,9 @@ def _plain(response: Response, start_response: StartResponse) -> Iterable[bytes]
 
 def _send_quietly(sock: socket.socket, data: bytes) -> None:
     try:
-        sock.sendall(data)
+        sent = sock.send(data)  # a fresh connection's buffer takes a handshake at once
+        if sent < len(data):
+            sock.sendall(data[sent:])
     except OSError:
         pass
 

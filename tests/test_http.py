@@ -205,3 +205,28 @@ def test_request_built_by_hand():
     assert request.method == "GET" and request.json() == {"k": 1}
     assert request.environ is None
     assert "GET http://h/x" in repr(request)
+
+
+@pytest.mark.parametrize("char", [chr(c) for c in range(32, 127)] + ["é", "\u2603"])
+def test_request_url_path_quoted_as_quote_does(char):
+    from urllib.parse import quote
+
+    environ = {"REQUEST_METHOD": "GET", "HTTP_HOST": "h", "PATH_INFO": "/a" + char + "b",
+               "wsgi.url_scheme": "http"}
+    expected = quote("/a" + char + "b", safe="/:@!$&'()*+,;=~-._%")
+    assert Request.from_environ(environ).url == "http://h" + expected
+
+
+def test_request_header_names_stay_the_same_from_request_to_request():
+    environ = {"REQUEST_METHOD": "GET", "HTTP_HOST": "h", "HTTP_X_CUSTOM_THING": "1",
+               "HTTP_SEC_WEBSOCKET_KEY": "k", "CONTENT_TYPE": "text/plain"}
+    first = Request.from_environ(environ).headers.raw_items()
+    second = Request.from_environ(dict(environ)).headers.raw_items()
+    assert first == second
+    assert ("X-Custom-Thing", "1") in first and ("Sec-Websocket-Key", "k") in first
+    assert ("Content-Type", "text/plain") in first
+
+
+def test_request_header_with_nul_from_the_server_is_refused():
+    with pytest.raises(TypeError):
+        Request.from_environ({"REQUEST_METHOD": "GET", "HTTP_HOST": "h", "HTTP_X": "a\0b"})
