@@ -88,7 +88,7 @@ class WebSocketApp:
         request = Request.from_environ(environ)
         upgrade = (request.headers.get("Upgrade") or "").lower() == "websocket"
         if upgrade:
-            refusal = self._refuse_handshake(request)
+            refusal = self._refuse_origin(request)
             if refusal is not None:
                 return _plain(refusal, start_response)
         token = _current.set(self.compat)
@@ -108,12 +108,23 @@ class WebSocketApp:
         if not upgrade:
             log.error("TypeError: %s", _NOT_UPGRADE)  # J2
             return _plain(Response("Internal Server Error", status=500), start_response)
+        refusal = self._refuse_handshake(request)
+        if refusal is not None:
+            return _plain(refusal, start_response)
         served = self._upgrade(request, response, environ, start_response)
         del request, response, token  # a connection may last for hours: keep none alive
         return served.run() if isinstance(served, _Serving) else served
 
+    def _refuse_origin(self, request: Request) -> Optional[Response]:
+        """The ``allowed_origins`` option: checked before any app code runs."""
+        if self.allowed_origins is not None and \
+                request.headers.get("Origin") not in self.allowed_origins:
+            return _refusal(403, "ERROR: Origin not allowed")
+        return None
+
     def _refuse_handshake(self, request: Request) -> Optional[Response]:
-        """J6, and the Origin allow-list: answered before the handler runs."""
+        """J6: checked when the handler answers with a 101, as workerd does (the
+        j_bad_handshake trace shows the Worker ran and accepted its end first)."""
         headers = request.headers
         if headers.get("Sec-WebSocket-Version") != "13":
             return _refusal(426, "ERROR: The requested WebSocket version is not supported.",
@@ -126,16 +137,15 @@ class WebSocketApp:
                 raise ValueError
         except ValueError:  # RFC 6455 §4.2.1: 16 random bytes, base64-encoded
             return _refusal(400, "ERROR: Invalid Sec-WebSocket-Key")
-        if self.allowed_origins is not None and headers.get("Origin") not in self.allowed_origins:
-            return _refusal(403, "ERROR: Origin not allowed")
         return None
 
     def check_handshake(self, request: Request) -> Optional[Response]:
-        """The refusal (400, 403 or 426) for a bad upgrade request, or ``None`` (J6).
+        """The refusal (403) for an upgrade from an ``Origin`` not allowed, or ``None``.
 
-        For frameworks that run their own views (:mod:`cfws_sync.flask`), before the view.
+        For frameworks that run their own views (:mod:`cfws_sync.flask`), before the view;
+        the rest of the handshake (J6) is checked by :meth:`serve_response`.
         """
-        return self._refuse_handshake(request)
+        return self._refuse_origin(request)
 
     def serve_response(self, request: Request, response: Response, environ: dict[str, Any],
                        start_response: StartResponse) -> Iterable[bytes]:

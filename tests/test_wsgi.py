@@ -100,15 +100,28 @@ def test_accept_key_rfc_example():
     ({"Sec-WebSocket-Key": None}, "400 Bad Request", b"ERROR: Missing Sec-WebSocket-Key"),
     ({"Sec-WebSocket-Key": "c2hvcnQ="}, "400 Bad Request", b"ERROR: Invalid Sec-WebSocket-Key"),
 ])
-def test_J6_refused_before_the_handler(headers, status, body):
+def test_J6_refused_when_the_handler_answers_101(headers, status, body):
+    # As workerd (trace j_bad_handshake): the handler runs, and the handshake is checked
+    # when it returns a 101 with a socket.
     called = []
-    app = websocket_app(lambda request: called.append(request))
+
+    def handler(request):
+        called.append(request)
+        return echo_handler(request)
+
+    app = websocket_app(handler)
     fields = {k: v for k, v in dict(UPGRADE, **headers).items() if v is not None}
     start, answer = call(app, environ_for(fields))
-    assert (start.status, answer, called) == (status, body, [])
+    assert (start.status, answer, len(called)) == (status, body, 1)
     assert start.headers["Content-Type"] == "text/plain"
     if status.startswith("426"):
         assert start.headers["Sec-WebSocket-Version"] == "13"
+
+
+def test_J6_a_plain_answer_to_a_bad_upgrade_request_is_sent_as_is():
+    app = websocket_app(lambda request: Response("no socket for you", status=409))
+    start, body = call(app, environ_for(dict(UPGRADE, **{"Sec-WebSocket-Version": "8"})))
+    assert (start.status, body) == ("409 Conflict", b"no socket for you")
 
 
 def test_origin_allow_list():
