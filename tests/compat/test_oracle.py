@@ -135,7 +135,31 @@ def _check_types(worker: list[dict[str, Any]]) -> list[str]:
     return problems
 
 
-@pytest.mark.parametrize("name", recorded_scenarios())
+#: Scenarios that differ for a reason README.rst documents ("Differences from Cloudflare
+#: Workers"); each is expected to fail, strictly, so a fix or a change is noticed.
+KNOWN_DIFFERENCES = {
+    "j_return_new_websocket": "README difference 11: sockets outlive the request",
+    "k_client_fetch_default__legacy": "README difference 11: sockets outlive the request",
+    "k_client_ws_backend_closes__legacy": "README difference 11: sockets outlive the request",
+    "k_client_ws_backend_closes__manual_reply":
+        "README difference 11: sockets outlive the request",
+    "k_proxy_passthrough": "README difference 10: no raw pass-through of a fetch() socket",
+}
+#: Timing-dependent: the same run may match or not (README difference 13).
+TIMING = {"k_client_ws_ping_from_backend": "README difference 13: a ping that arrives with "
+          "the handshake may be answered before the open handler runs"}
+
+
+def _expectation(name: str) -> Any:
+    if name in KNOWN_DIFFERENCES:
+        return pytest.param(name, marks=pytest.mark.xfail(
+            strict=True, reason=KNOWN_DIFFERENCES[name]))
+    if name in TIMING:
+        return pytest.param(name, marks=pytest.mark.xfail(strict=False, reason=TIMING[name]))
+    return name
+
+
+@pytest.mark.parametrize("name", [_expectation(name) for name in recorded_scenarios()])
 def test_scenario_matches_workerd(oracle: Path, tmp_path: Path, name: str) -> None:
     recorded = json.loads((ORACLE / "traces" / (name + ".json")).read_text(encoding="utf-8"))
     ours = run_scenario(oracle, name, tmp_path)
