@@ -103,15 +103,7 @@ class WebSocketApp:
         if not isinstance(response, Response):
             log.error("handler returned %r, not a cfws_sync.Response", response)
             return _plain(Response("Internal Server Error", status=500), start_response)
-        if response.web_socket is None:
-            return _plain(response, start_response)
-        if not upgrade:
-            log.error("TypeError: %s", _NOT_UPGRADE)  # J2
-            return _plain(Response("Internal Server Error", status=500), start_response)
-        refusal = self._refuse_handshake(request)
-        if refusal is not None:
-            return _plain(refusal, start_response)
-        served = self._upgrade(request, response, environ, start_response)
+        served = self._answer(request, response, environ, start_response)
         del request, response, token  # a connection may last for hours: keep none alive
         return served.run() if isinstance(served, _Serving) else served
 
@@ -155,6 +147,13 @@ class WebSocketApp:
 
         :returns: the WSGI result.
         """
+        served = self._answer(request, response, environ, start_response)
+        del request, response  # a connection may last for hours: keep neither alive
+        return served.run() if isinstance(served, _Serving) else served
+
+    def _answer(self, request: Request, response: Response, environ: dict[str, Any],
+                start_response: StartResponse) -> Union[Iterable[bytes], "_Serving"]:
+        """A plain response as HTTP; a 101 one checked (J2, J6) and set up to serve."""
         if response.web_socket is None:
             return _plain(response, start_response)
         if (request.headers.get("Upgrade") or "").lower() != "websocket":
@@ -163,9 +162,7 @@ class WebSocketApp:
         refusal = self._refuse_handshake(request)
         if refusal is not None:
             return _plain(refusal, start_response)
-        served = self._upgrade(request, response, environ, start_response)
-        del request, response  # a connection may last for hours: keep neither alive
-        return served.run() if isinstance(served, _Serving) else served
+        return self._upgrade(request, response, environ, start_response)
 
     def _upgrade(self, request: Request, response: Response, environ: dict[str, Any],
                  start_response: StartResponse) -> Union[Iterable[bytes], "_Serving"]:
