@@ -12,6 +12,7 @@ if not THREADS:
     monkey.patch_all()
 
 from urllib.parse import urlsplit  # noqa: E402
+from serving import serve  # noqa: E402
 
 
 from cfws_sync import Response, WebSocketPair, websocket_app  # noqa: E402
@@ -40,20 +41,5 @@ def handle(request):
     return Response(None, status=101, web_socket=client)
 
 
-def serve(app):
-    port = int(sys.argv[1])
-    if THREADS:
-        import logging
-
-        from werkzeug.serving import make_server
-
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        make_server("127.0.0.1", port, app, threaded=True).serve_forever()
-    else:
-        from gevent.pywsgi import WSGIServer
-
-        WSGIServer(("127.0.0.1", port), app, log=None).serve_forever()
-
-
 if __name__ == "__main__":
-    serve(websocket_app(handle))
+    serve(websocket_app(handle), THREADS)

@@ -12,6 +12,7 @@ if not THREADS:
     monkey.patch_all()
 
 from flask import Flask  # noqa: E402
+from serving import serve  # noqa: E402
 from flask_sock import Sock  # noqa: E402
 
 app = Flask(__name__)
@@ -40,20 +41,5 @@ def broadcast(ws):
         room.discard(ws)
 
 
-def serve(app):
-    port = int(sys.argv[1])
-    if THREADS:
-        import logging
-
-        from werkzeug.serving import make_server
-
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        make_server("127.0.0.1", port, app, threaded=True).serve_forever()
-    else:
-        from gevent.pywsgi import WSGIServer
-
-        WSGIServer(("127.0.0.1", port), app, log=None).serve_forever()
-
-
 if __name__ == "__main__":
-    serve(app)
+    serve(app, THREADS)
