@@ -20,11 +20,11 @@ from .websocket import WebSocket, WebSocketPair
 __version__ = "0.1.0"
 
 __all__ = [
-    "Blob", "CloseEvent", "Headers", "Request", "Response", "websocket_app", "Compatibility", "DOMException", "ErrorEvent", "Event",
-    "MessageEvent", "NetworkError", "ProtocolError", "RangeError", "RedisBackplane", "Room",
-    "WebSocket",
-    "WebSocketError", "WebSocketPair", "compatibility", "signals",
-    "ConnectError", "ConnectTimeout", "ConnectionClosed", "HandshakeError", "connect", "fetch",
+    "Blob", "CloseEvent", "Compatibility", "ConnectError", "ConnectTimeout",
+    "ConnectionClosed", "DOMException", "ErrorEvent", "Event", "HandshakeError",
+    "Headers", "MessageEvent", "NetworkError", "ProtocolError", "RangeError",
+    "RedisBackplane", "Request", "Response", "Room", "WebSocket", "WebSocketError",
+    "WebSocketPair", "compatibility", "connect", "fetch", "signals", "websocket_app",
 ]
 
 from . import signals  # noqa: E402
