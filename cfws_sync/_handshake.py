@@ -28,6 +28,7 @@ from wsproto.extensions import PerMessageDeflate
 
 from ._connection import ConnectionOptions
 from ._frames import DEFAULT_MAX_MESSAGE_SIZE
+from ._inbox import RECEIVE_BUFFER
 from .compat import Compatibility
 from .errors import DOMException, NetworkError
 from .http import Headers
@@ -54,8 +55,6 @@ NOT_101 = ("Failed to establish the WebSocket connection: expected server to rep
 #: RULES K11: ``fetch()`` of a URL that is not http or https.
 FETCH_SCHEME = "Fetch API cannot load: %s"
 
-#: Unread message bytes a socket's inbox holds, by default (see :mod:`cfws_sync.client`).
-RECEIVE_BUFFER = 16 << 20
 _RESERVED = ("upgrade", "connection", "sec-websocket-key", "sec-websocket-version",
              "sec-websocket-accept", "sec-websocket-protocol", "sec-websocket-extensions")
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")  # RFC 7230 §3.2.6 token

@@ -28,7 +28,6 @@ import time
 from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 from . import _runtime
-from ._handshake import RECEIVE_BUFFER
 from ._protocol import Phase
 from .blob import Blob
 from .errors import NetworkError, ProtocolError
@@ -38,6 +37,9 @@ if TYPE_CHECKING:
     from .websocket import WebSocket
 
 __all__ = ["Inbox", "ConnectionClosed", "receive", "messages", "wait_closed"]
+
+#: Unread message bytes a socket's inbox holds, by default (``receive_buffer``).
+RECEIVE_BUFFER = 16 << 20
 
 
 # -- the exception ------------------------------------------------------------------------------
@@ -188,8 +190,8 @@ def _size(data: Any) -> int:
 
 def inbox_of(ws: "WebSocket") -> Inbox:
     """The socket's inbox."""
-    inbox = ws._inboxes[0]
-    assert isinstance(inbox, Inbox)
+    inbox = ws._inbox
+    assert inbox is not None, "a WebSocket returned in a Response has no inbox"
     return inbox
 
 

@@ -16,14 +16,14 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Union
 
-from . import _runtime, errors, signals
+from . import _inbox, _runtime, errors, signals
 from ._frames import Message, PeerClose
+from ._inbox import Inbox
 from ._protocol import READY_STATE, Inbound, Link, Machine, Phase, coerce_message, validate_close
 from .compat import Compatibility, current_compatibility
 from .events import ErrorEvent, Event
 
 if TYPE_CHECKING:
-    from ._inbox import Inbox
     from .room import Room
 
 __all__ = ["WebSocket", "WebSocketPair"]
@@ -117,7 +117,7 @@ class WebSocket:
         self._mailbox: collections.deque[Inbound] = collections.deque()
         self._mailbox_lock = threading.Lock()  # a leaf lock: nothing is acquired under it
         self._pumping = False
-        self._inboxes: list["Inbox"] = [_inbox_class()(self)]
+        self._inbox: Optional[Inbox] = Inbox(self)  # what the blocking helpers read
         self.url = None
         self.protocol = ""
         self.extensions = ""
@@ -229,23 +229,17 @@ class WebSocket:
         """Wait for the next message and return its data; sees every message, with or
         without listeners.  :raises cfws_sync.ConnectionClosed: once closed and drained.
         :raises TimeoutError: after ``timeout`` seconds."""
-        from ._inbox import receive
-
-        return receive(self, timeout)
+        return _inbox.receive(self, timeout)
 
     def messages(self, timeout: Optional[float] = None) -> Iterator[Any]:
         """Iterate over the data of every message until the socket closes.
         :raises TimeoutError: when the next one takes over ``timeout`` seconds."""
-        from ._inbox import messages
-
-        return messages(self, timeout)
+        return _inbox.messages(self, timeout)
 
     def wait_closed(self, timeout: Optional[float] = None) -> Any:
         """Wait until the socket is closed; return its :class:`CloseEvent`.
         :raises TimeoutError: after ``timeout`` seconds."""
-        from ._inbox import wait_closed
-
-        return wait_closed(self, timeout)
+        return _inbox.wait_closed(self, timeout)
 
     def serialize_attachment(self, value: Any) -> None:
         """Keep a JSON copy of ``value`` with this socket for its lifetime (SPEC §9).
@@ -279,13 +273,17 @@ class WebSocket:
         if inline:
             self._pump()
         else:
-            _runtime.after_turn(functools.partial(_runtime.spawn, self._pump, True))
+            self._pump_soon()
 
     def _kick(self) -> None:
         with self._mailbox_lock:
             if self._pumping or not self._mailbox:
                 return
             self._pumping = True
+        self._pump_soon()
+
+    def _pump_soon(self) -> None:
+        """Pump in a greenlet or thread of its own, once the current turn ends."""
         _runtime.after_turn(functools.partial(_runtime.spawn, self._pump, True))
 
     def _pump(self, spawned: bool = False) -> None:
@@ -323,7 +321,8 @@ class WebSocket:
             failure = self._call(handler, event, True)
         for listener in self._listeners.get(kind, ()):
             failure = self._call(listener, event, False) or failure
-        for inbox in self._inboxes:
+        inbox = self._inbox
+        if inbox is not None:
             inbox.put(event)
         signal = signals.BY_TYPE.get(kind)
         if signal is not None and signal.receivers:
@@ -381,25 +380,11 @@ class WebSocket:
         # Released, this end never dispatches again (accept() now raises): drop its
         # inbox, whose reference back to this end would keep it alive until a full
         # garbage collection, as long as the connection lasts.
-        self._inboxes = []
+        self._inbox = None
 
     def __repr__(self) -> str:
         return "<WebSocket %s ready_state=%d>" % (
             self.url or self._role, self.ready_state)
-
-
-def _inbox_class() -> type["Inbox"]:
-    """What the blocking helpers read (:mod:`cfws_sync._inbox`), imported once."""
-    global _Inbox
-    inbox = _Inbox
-    if inbox is None:
-        from ._inbox import Inbox
-
-        inbox = _Inbox = Inbox
-    return inbox
-
-
-_Inbox: Optional[type["Inbox"]] = None
 
 
 def current_compatibility_for(options: dict[str, Any]) -> Compatibility:

@@ -127,7 +127,7 @@ def test_a_slow_reader_loses_nothing(backend):
     for n in range(count):
         conn.text(str(n) * 20)
     conn.close(1000, "all sent")
-    inbox = ws._inboxes[0]
+    inbox = ws._inbox
     received, most = [], 0
     for data in ws.messages(timeout=TIMEOUT):  # reading pauses the network reader
         received.append(data)
