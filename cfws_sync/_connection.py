@@ -158,13 +158,12 @@ class Connection:
         keepalive = self.options.ping_interval is not None
         if keepalive:
             _runtime.spawn(self._keepalive)
-        failed = False  # also self._failed, which finish() reads
         try:
             data = initial
             while True:
                 if data and not codec.finished:  # B9, L2: after a Close, read but ignore
-                    failed = self._received(codec.receive(data), post)
-                    if failed:
+                    self._received(codec.receive(data), post)
+                    if self._failed:
                         break  # RFC 6455 §7.1.7: a failure ends TCP at once
                     if share is not None:
                         share()  # other connections get a turn before we read again
@@ -184,7 +183,7 @@ class Connection:
             self._ended.set()
             self._disarm()
             post(Gone(), True)  # H1: a drop; ignored after a clean close
-            if failed and _unread(self.sock):
+            if self._failed and _unread(self.sock):
                 # RULES E5: a peer still writing when the connection fails gets a reset,
                 # as from workerd, which closes with its payload unread.
                 _reset(self.sock)
@@ -199,8 +198,8 @@ class Connection:
         if flushing:
             self._drained.wait(self.options.close_timeout)
 
-    def _received(self, events: list[Any], post: Callable[[Any, bool], None]) -> bool:
-        """Act on what was read; returns whether the peer failed the protocol."""
+    def _received(self, events: list[Any], post: Callable[[Any, bool], None]) -> None:
+        """Act on what was read; a protocol failure is the last event acted on."""
         for event in events:
             kind = type(event)
             if kind is Ping:
@@ -210,9 +209,8 @@ class Connection:
                 self._write(self.codec.close(event.code, event.reason), closing=True)
                 self._failed = True  # the reader ends the connection, not finish()
                 post(event, True)
-                return True
+                return
             post(event, True)
-        return False
 
     # -- writing ----------------------------------------------------------------------------
 
