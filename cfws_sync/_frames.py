@@ -29,10 +29,12 @@ from wsproto.frame_protocol import (
     XorMaskerSimple,
 )
 
-__all__ = ["WireCodec", "Message", "PeerClose", "Failure", "Ping", "BoundedDeflate",
-           "negotiate_deflate"]
+__all__ = ["WireCodec", "Message", "PeerClose", "Failure", "Ping", "Outgoing",
+           "BoundedDeflate", "negotiate_deflate"]
 
 DEFAULT_MAX_MESSAGE_SIZE = 32 << 20  # RULES E1: 33,554,432 bytes
+#: A payload this large is written beside its header, not copied to join it.
+SEPARATE_PAYLOAD = 64 * 1024
 
 
 class Message(NamedTuple):
@@ -62,6 +64,8 @@ class Ping(NamedTuple):
 
 
 WireEvent = Union[Message, PeerClose, Failure, Ping]
+#: A frame to write: its bytes, or its header and its (large) payload.
+Outgoing = Union[bytes, tuple[bytes, bytes]]
 
 _DATA = (Opcode.TEXT, Opcode.BINARY, Opcode.CONTINUATION)
 _KNOWN_OPCODES = {int(op) for op in Opcode}
@@ -106,7 +110,7 @@ class BoundedDeflate(PerMessageDeflate):
             return CloseReason.INVALID_FRAME_PAYLOAD_DATA
 
 
-_apply_mask: Optional[Callable[[bytes, bytes], bytes]]
+_apply_mask: Optional[Callable[[Union[bytes, bytearray, memoryview], bytes], bytes]]
 try:  # an optional C unmask, from a well-kept package, when it is installed
     from websockets.speedups import apply_mask as _apply_mask
 except ImportError:  # pragma: no cover - depends on the environment
@@ -141,10 +145,26 @@ class _Decoder(FrameDecoder):
         return True
 
 
-def _mask(payload: bytes, key: bytes) -> bytes:
+def _mask(payload: Union[bytes, bytearray, memoryview], key: bytes) -> bytes:
+    """``payload`` XOR the 4-byte ``key``, repeated (RFC 6455 §5.3)."""
     if _apply_mask is not None:
         return _apply_mask(payload, key)
     return bytes(XorMaskerSimple(key).process(bytearray(payload)))
+
+
+_U16 = struct.Struct("!H")
+_U64 = struct.Struct("!Q")
+
+
+class _Pending:
+    """A large binary frame whose payload is still arriving, read in place."""
+
+    __slots__ = ("buffer", "key", "filled")
+
+    def __init__(self, buffer: bytearray, key: bytes) -> None:
+        self.buffer = buffer
+        self.key = key  # the mask key; empty for an unmasked frame
+        self.filled = 0
 
 
 class WireCodec:
@@ -173,6 +193,9 @@ class WireCodec:
         self._size = 0  # bytes of the message so far
         self._in_frame = False  # the last chunk left a frame unfinished
         self._checked_header: object = None
+        # Whole uncompressed frames are read without wsproto while it holds nothing.
+        self._plain = deflate is None
+        self._pending: Optional[_Pending] = None  # a large binary frame being read
         self.finished = False  # a Close or a failure was read: read no more (B9)
 
     # -- incoming -------------------------------------------------------------------------
@@ -184,9 +207,123 @@ class WireCodec:
         """
         if self.finished:
             return []
+        events: list[WireEvent] = []
+        if self._pending is not None:
+            data = self._fill(data, events)
+        if self._plain and data:
+            data = self._receive_plain(data, events)
+        if data and not self.finished:
+            self._receive_general(data, events)
+        return events
+
+    @property
+    def pending_size(self) -> int:
+        """Bytes still missing from the large binary frame being read, else 0."""
+        pending = self._pending
+        return 0 if pending is None else len(pending.buffer) - pending.filled
+
+    def pending_view(self) -> memoryview:
+        """Where the rest of the large frame being read goes: ``recv_into`` it, then
+        call :meth:`received_into` (no copy of the payload between kernel and codec)."""
+        pending = self._pending
+        assert pending is not None
+        return memoryview(pending.buffer)[pending.filled:]
+
+    def received_into(self, count: int) -> list[WireEvent]:
+        """``count`` bytes were read into :meth:`pending_view`; return what they complete."""
+        pending = self._pending
+        assert pending is not None and not self.finished
+        pending.filled += count
+        if pending.filled < len(pending.buffer):
+            return []
+        return [self._complete(pending)]
+
+    def _receive_plain(self, data: bytes, events: list[WireEvent]) -> bytes:
+        """Read whole, unfragmented, uncompressed data frames straight off ``data``
+        (the common case, without wsproto's per-frame work); return what is left for
+        the general path: a frame of any other kind, or an incomplete header.
+
+        A binary frame whose payload has not all arrived becomes the pending frame.
+        Anything unusual, including what must fail, goes to the general path, which
+        words it (RULES E2, M4).
+        """
+        masked = not self.client  # RFC 6455 §5.1: a client masks, a server never does
+        mask_bit = 0x80 if masked else 0
+        key_size = 4 if masked else 0
+        budget = self.max_message_size  # no message is open
+        pos, end = 0, len(data)
+        while end - pos >= 2:
+            first, second = data[pos], data[pos + 1]
+            if (first != 0x81 and first != 0x82) or second & 0x80 != mask_bit:
+                break  # FIN text or binary with no RSV bit and the right mask bit only
+            size = second & 0x7F
+            head = 2 + key_size
+            if size == 126:
+                head += 2
+                if end - pos < head:
+                    break
+                (size,) = _U16.unpack_from(data, pos + 2)
+                if size < 126:
+                    break  # RFC 6455 §5.2: not the minimal length: the general path fails it
+            elif size == 127:
+                head += 8
+                if end - pos < head:
+                    break
+                (size,) = _U64.unpack_from(data, pos + 2)
+                if size < 65536 or size > budget:
+                    break
+            elif end - pos < head:
+                break
+            if size > budget:
+                break  # E2: refused from the header by the general path
+            start = pos + head
+            stop = start + size
+            if stop > end:
+                if first != 0x82:
+                    break  # text is validated chunk by chunk on the general path (SPEC §8.1)
+                self._pending = pending = _Pending(
+                    bytearray(size), bytes(data[start - key_size:start]))
+                pending.buffer[:end - start] = data[start:end]
+                pending.filled = end - start
+                self._plain = False
+                return b""
+            payload = data[start:stop]
+            if masked:
+                payload = _mask(payload, data[start - 4:start])
+            events.append(self._whole_message(Opcode.TEXT if first == 0x81 else Opcode.BINARY,
+                                              payload))
+            pos = stop
+            if type(events[-1]) is Failure:
+                self.finished = True
+                return b""
+        if pos:
+            data = data[pos:]
+        if data:
+            self._plain = False  # the general path takes it from here
+        return data
+
+    def _fill(self, data: bytes, events: list[WireEvent]) -> bytes:
+        """Copy ``data`` into the pending frame; return what lies beyond it."""
+        pending = self._pending
+        assert pending is not None
+        take = min(len(data), len(pending.buffer) - pending.filled)
+        pending.buffer[pending.filled:pending.filled + take] = data[:take]
+        pending.filled += take
+        if pending.filled == len(pending.buffer):
+            events.append(self._complete(pending))
+        return data[take:] if take < len(data) else b""
+
+    def _complete(self, pending: "_Pending") -> WireEvent:
+        self._pending = None
+        self._plain = self.deflate is None
+        payload = pending.buffer
+        return Message(_mask(payload, pending.key) if pending.key else bytes(payload))
+
+    def _receive_general(self, data: bytes, events: list[WireEvent]) -> None:
+        """Read any frames with wsproto's decoder; back to the plain path once it holds
+        nothing and no message is open."""
         decoder = self._decoder
         decoder.receive_bytes(data)
-        events: list[WireEvent] = []
         try:
             while True:
                 if self.deflate is not None:
@@ -197,18 +334,23 @@ class WireCodec:
                     # RULES E2: refuse from the header, before the payload arrives.
                     self._checked_header = header
                     if header.opcode in _DATA and header.payload_len > self._budget():
-                        return self._fail(events, 1009, self._too_large(header.payload_len))
+                        self._fail(events, 1009, self._too_large(header.payload_len))
+                        return
                 if frame is None:
-                    return events
+                    break
                 event = self._frame(frame)
                 if event is not None:
                     events.append(event)
                     if isinstance(event, (PeerClose, Failure)):
                         self.finished = True
-                        return events
+                        return
         except ParseFailed as exc:
             code, reason = self._describe(exc)
-            return self._fail(events, code, reason)
+            self._fail(events, code, reason)
+            return
+        if (self.deflate is None and header is None and not decoder.buffer.buffer
+                and self._opcode is None and not self._in_frame):
+            self._plain = True
 
     def _budget(self) -> int:
         return self.max_message_size - self._size
@@ -321,13 +463,19 @@ class WireCodec:
 
     def message(self, data: Union[str, bytes, bytearray, memoryview]) -> bytes:
         """Frame one message: ``str`` as text, anything else as binary."""
+        out = self.message_parts(data)
+        return out if isinstance(out, bytes) else out[0] + out[1]
+
+    def message_parts(self, data: Union[str, bytes, bytearray, memoryview]) -> Outgoing:
+        """As :meth:`message`, but a large frame comes as ``(header, payload)``, for a
+        writer that sends both without joining them (no copy of the payload)."""
         if isinstance(data, str):
             try:
                 payload = data.encode("utf-8")
             except UnicodeEncodeError:  # A6: a lone surrogate goes out as WTF-8
                 payload = data.encode("utf-8", "surrogatepass")
-            return self._frame_bytes(Opcode.TEXT, payload)
-        return self._frame_bytes(Opcode.BINARY, data)
+            return self._frame_parts(Opcode.TEXT, payload)
+        return self._frame_parts(Opcode.BINARY, data)
 
     def close(self, code: Optional[int] = None, reason: str = "") -> bytes:
         """Frame a Close; no code (or 1005) means an empty payload (RULES C1, B4)."""
@@ -349,9 +497,13 @@ class WireCodec:
         """Frame a pong carrying ``payload`` (RULES L1)."""
         return self._frame_bytes(Opcode.PONG, payload[:125])
 
-    def _frame_bytes(
+    def _frame_bytes(self, opcode: Opcode, payload: bytes) -> bytes:
+        out = self._frame_parts(opcode, payload)
+        return out if isinstance(out, bytes) else out[0] + out[1]
+
+    def _frame_parts(
         self, opcode: Opcode, payload: Union[bytes, bytearray, memoryview]
-    ) -> bytes:
+    ) -> Outgoing:
         first = 0x80 | opcode  # RFC 6455 §5.2: always one frame per message
         if self.deflate is not None and opcode < 8:
             rsv, payload = self.deflate.frame_outbound(
@@ -361,15 +513,20 @@ class WireCodec:
         length = len(payload)
         mask_bit = 0x80 if self.client else 0
         if length < 126:
-            header = struct.pack("!BB", first, mask_bit | length)
+            header = bytes((first, mask_bit | length))
         elif length < 65536:
             header = struct.pack("!BBH", first, mask_bit | 126, length)
         else:
             header = struct.pack("!BBQ", first, mask_bit | 127, length)
         if self.client:  # RFC 6455 §5.3: a fresh random key per frame
             key = os.urandom(4)
-            return header + key + _mask(bytes(payload), key)
-        return header + payload if isinstance(payload, bytes) else header + bytes(payload)
+            header += key
+            data = _mask(payload, key)
+        else:
+            data = payload if isinstance(payload, bytes) else bytes(payload)
+        if length >= SEPARATE_PAYLOAD:
+            return header, data
+        return header + data
 
 
 def negotiate_deflate(

@@ -493,3 +493,68 @@ def test_masking_with_and_without_the_optional_C_unmask(monkeypatch, accelerated
     for start in range(0, len(wire), 4093):  # odd chunk sizes
         events.extend(server.receive(wire[start:start + 4093]))
     assert events == [Message(payload), Message("é" * 1000)]
+
+
+# -- the plain path agrees with wsproto's general path -------------------------------------
+
+
+class _GeneralOnly(WireCodec):
+    """A codec that never takes the plain path: every byte goes through wsproto."""
+
+    def _receive_plain(self, data, events):
+        self._plain = False
+        return data
+
+
+def _random_stream(rng, mask):
+    """Frames of every kind the plain path must take or hand over, in a random order."""
+    frames = []
+    for _ in range(rng.randrange(1, 30)):
+        kind = rng.random()
+        size = rng.choice([0, 1, 125, 126, 127, 65535, 65536, 70000, rng.randrange(300)])
+        if kind < 0.4:
+            frames.append(build_frame(BINARY, rng.randbytes(size), mask=mask))
+        elif kind < 0.65:
+            text = "é€x"[rng.randrange(3)] * (size // 3)
+            frames.append(build_frame(TEXT, text.encode(), mask=mask))
+        elif kind < 0.75:
+            frames.append(build_frame(PING, rng.randbytes(rng.randrange(126)), mask=mask))
+        elif kind < 0.85:  # a fragmented message with a ping inside
+            frames.append(build_frame(BINARY, b"head", fin=False, mask=mask))
+            frames.append(build_frame(PING, b"p", mask=mask))
+            frames.append(build_frame(CONT, rng.randbytes(size), mask=mask))
+        elif kind < 0.9:  # 126-byte length encoding used for a short frame: RFC 6455 §5.2
+            frames.append(b"\x82" + (b"\xfe" if mask else b"\x7e") + b"\x00\x05"
+                          + (b"\x00" * 4 if mask else b"") + b"short")
+        elif kind < 0.95:
+            frames.append(build_frame(TEXT, b"\xff\xfe", mask=mask))  # invalid UTF-8
+        else:
+            frames.append(build_frame(CLOSE, close_payload(1000, b"bye"), mask=mask))
+    return b"".join(frames)
+
+
+def _read_all(codec, wire, rng, into):
+    events, at = [], 0
+    while at < len(wire) and not codec.finished:
+        if into and codec.pending_size:
+            view = codec.pending_view()
+            n = min(len(view), rng.randrange(1, 100000), len(wire) - at)
+            view[:n] = wire[at:at + n]
+            events.extend(codec.received_into(n))
+        else:
+            n = rng.choice([1, 2, 7, 100, 4096, 70000, len(wire)])
+            events.extend(codec.receive(wire[at:at + n]))
+        at += n
+    return events
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_plain_path_reads_exactly_what_wsproto_reads(seed):
+    import random
+
+    rng = random.Random(seed)
+    client = bool(seed % 2)  # a client reads unmasked frames, a server masked ones
+    wire = _random_stream(rng, mask=not client)
+    expected = _GeneralOnly(client).receive(wire)
+    assert _read_all(WireCodec(client), wire, rng, into=False) == expected
+    assert _read_all(WireCodec(client), wire, rng, into=True) == expected
