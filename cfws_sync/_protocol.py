@@ -130,6 +130,15 @@ TRANSITIONS: dict[tuple[Phase, Input], tuple[Phase, int]] = {
 }
 del P, I
 
+# The per-message fast paths of Machine.receive and Machine.send, read off the table:
+# the phases where a peer's message is only dispatched, and where send() only forwards.
+_ONLY_DISPATCH_MESSAGE = frozenset(
+    phase for (phase, what), (after, effects) in TRANSITIONS.items()
+    if what is Input.PEER_MESSAGE and after is phase and effects == Do.DISPATCH)
+_ONLY_FORWARD_SEND = frozenset(
+    phase for (phase, what), (after, effects) in TRANSITIONS.items()
+    if what is Input.SEND and after is phase and effects == Do.FORWARD)
+
 
 class Gone(NamedTuple):
     """The connection ended without a Close: a drop, a reset, or a close timeout (H1)."""
@@ -211,6 +220,10 @@ class Machine:
         with self.lock:
             if not self.accepted:
                 raise TypeError(errors.SEND_BEFORE_ACCEPT)  # A2
+            link = self.link
+            if self.phase in _ONLY_FORWARD_SEND and link is not None:
+                link.message(data)  # the table's effect, without a lookup
+                return
             self._step(Input.SEND, data)
 
     def close(self, code: Optional[int], reason: str) -> None:
@@ -223,6 +236,8 @@ class Machine:
     def receive(self, item: Inbound, target: "WebSocket") -> list[Event]:
         """Apply one inbound item; return the events to dispatch, in order."""
         with self.lock:
+            if type(item) is Message and self.phase in _ONLY_DISPATCH_MESSAGE:
+                return [self._message_event(item.data)]  # the table's effect, no lookup
             if isinstance(item, Message):
                 if self._step(Input.PEER_MESSAGE, None):
                     return [self._message_event(item.data)]

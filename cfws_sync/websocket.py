@@ -178,9 +178,11 @@ class WebSocket:
         :raises TypeError: before ``accept()`` (A2), after ``close()`` (C2), or for data of
             another type, or none (A6).
         """
-        if data is _NO_DATA:
-            raise TypeError(errors.SEND_BAD_TYPE)  # A6: workerd's text for send()
-        self._machine.send(coerce_message(data))
+        if type(data) is not str and type(data) is not bytes:
+            if data is _NO_DATA:
+                raise TypeError(errors.SEND_BAD_TYPE)  # A6: workerd's text for send()
+            data = coerce_message(data)
+        self._machine.send(data)
 
     def close(self, code: Optional[int] = None, reason: Optional[str] = None) -> None:
         """Close this end: send a Close frame with ``code`` and ``reason``.
@@ -266,12 +268,16 @@ class WebSocket:
     def _post(self, item: Inbound, inline: bool = False) -> None:
         """Queue an inbound item; pump now (``inline``, the reader's own call) or soon."""
         with self._mailbox_lock:
-            self._mailbox.append(item)
-            if self._pumping or not self._machine.accepted:
-                return
+            if self._pumping or not self._machine.accepted or self._mailbox or not inline:
+                self._mailbox.append(item)
+                if self._pumping or not self._machine.accepted:
+                    return
+                first: Optional[Inbound] = None
+            else:
+                first = item  # the common case: straight to dispatch, no queueing
             self._pumping = True
         if inline:
-            self._pump()
+            self._pump(first)
         else:
             self._pump_soon()
 
@@ -284,29 +290,33 @@ class WebSocket:
 
     def _pump_soon(self) -> None:
         """Pump in a greenlet or thread of its own, once the current turn ends."""
-        _runtime.after_turn(functools.partial(_runtime.spawn, self._pump, True))
+        _runtime.after_turn(functools.partial(_runtime.spawn, self._pump, None, True))
 
-    def _pump(self, spawned: bool = False) -> None:
-        mailbox, lock, machine = self._mailbox, self._mailbox_lock, self._machine
+    def _pump(self, item: Optional[Inbound] = None, spawned: bool = False) -> None:
+        """Deliver ``item``, then the mailbox's items, until it is empty."""
+        mailbox, lock, receive = self._mailbox, self._mailbox_lock, self._machine.receive
         # A spawned pump (an in-memory peer's delivery) lets other sockets run between
         # items, as each delivery is its own task in workerd (i_internal_both).
         share = _runtime.fair_yield() if spawned else None
-        while True:
-            with lock:
-                if not mailbox:
-                    self._pumping = False
-                    return
-                item = mailbox.popleft()
-            try:
-                with _runtime.in_turn():  # what this item makes the peer see comes after its events
-                    for event in machine.receive(item, self):
+        turn = _runtime.in_turn()
+        try:
+            while True:
+                if item is None:
+                    with lock:
+                        if not mailbox:
+                            self._pumping = False
+                            return
+                        item = mailbox.popleft()
+                with turn:  # what this item makes the peer see comes after its events
+                    for event in receive(item, self):
                         self._dispatch(event)
-            except BaseException:  # KeyboardInterrupt, GreenletExit: let a later post pump again
-                with lock:
-                    self._pumping = False
-                raise
-            if share is not None:
-                share()
+                item = None
+                if share is not None:
+                    share()
+        except BaseException:  # KeyboardInterrupt, GreenletExit: let a later post pump again
+            with lock:
+                self._pumping = False
+            raise
 
     def _dispatch(self, event: Event) -> None:
         event.target = self
@@ -318,9 +328,13 @@ class WebSocket:
         # Runs inside the pump's turn: deliveries the listeners cause start after it.
         handler = self._handlers.get(kind)
         if handler is not None:
-            failure = self._call(handler, event, True)
+            failure = self._call_handler(handler, event)
         for listener in self._listeners.get(kind, ()):
-            failure = self._call(listener, event, False) or failure
+            try:
+                listener(event)
+            except Exception as exc:
+                log.exception("a %r listener of %r raised", kind, self)
+                failure = exc
         inbox = self._inbox
         if inbox is not None:
             inbox.put(event)
@@ -335,13 +349,13 @@ class WebSocket:
             except Exception:  # not accepted, or already closing: nothing more to do
                 pass
 
-    def _call(self, fn: Listener, event: Event, is_handler: bool) -> Optional[BaseException]:
+    def _call_handler(self, fn: Listener, event: Event) -> Optional[BaseException]:
         try:
             result = fn(event)
         except Exception as exc:
-            log.exception("a %r listener of %r raised", event.type, self)
+            log.exception("the %r handler of %r raised", event.type, self)
             return exc
-        if is_handler and result is not None:  # A8
+        if result is not None:  # A8
             log.warning(
                 'An event handler returned a value of type "%s" that will be ignored. '
                 "Event handlers should not have a return value.", type(result).__name__)
