@@ -103,7 +103,7 @@ class Connection:
         self.options = options or ConnectionOptions()
         sock.settimeout(None)  # the reader blocks; writes never do (see _nonblocking_sender)
         self._send_now = _nonblocking_sender(sock)
-        self._wlock = threading.Lock()  # a leaf lock: guards the write state only
+        self._wlock = _runtime.leaf_lock()  # guards the write state only
         self._queue: collections.deque[Union[bytes, memoryview]] = collections.deque()
         self._queued = 0
         self._draining = False  # a drain task owns the socket's write side
@@ -311,11 +311,11 @@ class Connection:
         self._dead = True
         self._queue.clear()
         self._queued = 0
-        log.warning("dropping WebSocket connection: %s", reason)
         _runtime.spawn(self._drop, reason)
 
     def _drop(self, reason: str) -> None:
         """End the connection without a Close; the end gets ``close`` 1006 (H1)."""
+        log.warning("dropping WebSocket connection: %s", reason)
         with self._wlock:
             self._dead = True
         self.end._post(Gone(reason))
@@ -330,7 +330,6 @@ class Connection:
         _shutdown(self.sock, socket.SHUT_RDWR)  # the reader sees it and reports the drop
 
     def _close_timed_out(self) -> None:
-        log.info("dropping WebSocket connection: %s", CLOSE_TIMEOUT_REASON)
         self._drop(CLOSE_TIMEOUT_REASON)  # SPEC §8.4: close 1006
 
     def _arm(self, delay: float, fn: Callable[[], Any]) -> None:

@@ -1,4 +1,4 @@
-"""The state machine of one WebSocket end.  Sans-I/O: no sockets, threads or gevent.
+"""The state machine of one WebSocket end.  Sans-I/O: no sockets, tasks or timers.
 
 Theory of operation
 -------------------
@@ -11,7 +11,8 @@ peer's Close arrives produce exactly one Close frame and one ``close`` event (SP
 
 The peer is a :class:`Link`: the other end of an in-memory pair, or a network connection.
 Effects reach it while the lock is held, so frames keep the order of the calls that made
-them; a link only queues and never calls back into this machine or into user code.
+them; a link only queues and never calls back into this machine or into user code, and
+never waits (the lock is a leaf lock: :func:`cfws_sync._runtime.leaf_lock`).
 Events are returned to the caller, who dispatches them after the lock is released.
 
 Where the peer's Close gets an automatic reply is decided in exactly one place,
@@ -21,10 +22,10 @@ Where the peer's Close gets an automatic reply is decided in exactly one place,
 from __future__ import annotations
 
 import enum
-import threading
 from typing import TYPE_CHECKING, NamedTuple, Optional, Protocol, Union
 
 from . import errors
+from ._runtime import leaf_lock
 from ._frames import Failure, Message, PeerClose
 from .blob import Blob
 from .compat import Compatibility
@@ -185,7 +186,7 @@ class Machine:
 
     def __init__(self, compat: Compatibility, phase: Phase = Phase.OPEN) -> None:
         #: The one lock of this end; never held while user code runs.
-        self.lock = threading.Lock()
+        self.lock = leaf_lock()
         self.phase = phase
         self.accepted = False
         # B1: the default is fixed at construction; accept() may override it.

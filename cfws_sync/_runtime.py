@@ -18,13 +18,14 @@ import os
 import sys
 import threading
 import time
+from _thread import allocate_lock as _allocate_lock
 from _thread import get_ident as _get_ident
 from typing import Any, Callable, Optional
 
 from greenlet import getcurrent as _getcurrent  # type: ignore[import-untyped, unused-ignore]
 
 __all__ = ["spawn", "spawn_later", "in_turn", "after_turn", "turn_running",
-           "using_gevent", "gevent_socket_class"]
+           "using_gevent", "gevent_socket_class", "leaf_lock"]
 
 # The pending starts of the turn running in each greenlet (under gevent) or thread, by
 # its key (:func:`_here`); an entry exists only while a turn runs, so a parked
@@ -74,6 +75,27 @@ def using_gevent() -> bool:
         return False
     _patched = bool(monkey.is_module_patched("threading"))
     return _patched
+
+
+def leaf_lock() -> Any:
+    """A lock for a few statements that never wait, switch greenlets, log, or call user
+    code; nothing else may be acquired under it but another leaf lock.
+
+    It is the operating system's lock even under gevent, whose patched lock costs a
+    Python call and the hub's bookkeeping on every use (the per-message path takes
+    several).  That is safe because no greenlet can give up the thread while holding
+    one, so greenlets of one thread never contend for it; real threads wait as usual.
+    """
+    return _real_lock()
+
+
+def _real_lock() -> Any:
+    global _real_lock
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is None:  # not patched yet: the module's own lock is the real one
+        return _allocate_lock()
+    _real_lock = monkey.get_original("_thread", "allocate_lock")  # found once
+    return _real_lock()
 
 
 _gevent_socket: list[Optional[type]] = []  # found once

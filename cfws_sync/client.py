@@ -41,7 +41,6 @@ import collections
 import functools
 import logging
 import socket
-import threading
 import time
 from typing import TYPE_CHECKING, Any, Optional, Union
 
@@ -141,7 +140,7 @@ class _Client:
     def __init__(self, ws: "WebSocket", target: Target, protocols: list[str],
                  options: ClientOptions, wait_open: bool) -> None:
         self.ws, self.target, self.protocols, self.options = ws, target, protocols, options
-        self._lock = threading.Lock()  # a leaf below the end's locks; guards what follows
+        self._lock = _runtime.leaf_lock()  # below the end's locks; guards what follows
         self._held: Optional[collections.deque[Inbound]] = collections.deque()
         self._wait_open = wait_open  # connect(): let Opened / ConnectFailed through
         self._cancelled = False

@@ -13,7 +13,6 @@ from __future__ import annotations
 import collections
 import functools
 import logging
-import threading
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Union
 
 from . import _inbox, _runtime, errors, signals
@@ -115,7 +114,7 @@ class WebSocket:
         self._handlers: dict[str, Listener] = {}
         self._listeners: dict[str, list[Listener]] = {}
         self._mailbox: collections.deque[Inbound] = collections.deque()
-        self._mailbox_lock = threading.Lock()  # a leaf lock: nothing is acquired under it
+        self._mailbox_lock = _runtime.leaf_lock()  # nothing is acquired under it
         self._pumping = False
         self._inbox: Optional[Inbox] = Inbox(self)  # what the blocking helpers read
         self.url = None
