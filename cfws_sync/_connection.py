@@ -95,16 +95,22 @@ class Connection:
     :param options: timeouts and bounds.
     """
 
+    # Slots: thousands of idle connections each keep one.
+    __slots__ = ("sock", "end", "codec", "options", "_raw", "_flags", "_wlock", "_queue",
+                 "_queued", "_draining", "_finishing", "_failed", "_closed_out", "_dead",
+                 "_timer", "_ended", "_drained", "_last_read")
+
     def __init__(self, sock: socket.socket, end: Any, codec: WireCodec,
                  options: Optional[ConnectionOptions] = None) -> None:
         self.sock = sock
         self.end = end
         self.codec = codec
         self.options = options or ConnectionOptions()
-        sock.settimeout(None)  # the reader blocks; writes never do (see _nonblocking_sender)
-        self._send_now = _nonblocking_sender(sock)
+        sock.settimeout(None)  # the reader blocks; writes never do (see _send_now)
+        self._raw, self._flags = _nonblocking(sock)
         self._wlock = _runtime.leaf_lock()  # guards the write state only
-        self._queue: collections.deque[Union[bytes, memoryview]] = collections.deque()
+        # What the kernel did not take yet, made on first use (an idle socket has none).
+        self._queue: Optional[collections.deque[Union[bytes, memoryview]]] = None
         self._queued = 0
         self._draining = False  # a drain task owns the socket's write side
         self._finishing = False  # the end is done: shut down once flushed
@@ -190,7 +196,7 @@ class Connection:
             self._flush_if_clean()
             with self._wlock:
                 self._dead = True
-                self._queue.clear()
+                self._queue = None
             self._ended.set()
             self._disarm()
             post(Gone(), True)  # H1: a drop; ignored after a clean close
@@ -250,8 +256,26 @@ class Connection:
         elif sent < size:
             _runtime.spawn(self._drain)
 
+    def _send_now(self, data: Outgoing) -> int:
+        """Offer ``data`` to the kernel without waiting; return the count it took.
+
+        A frame in two parts (header, large payload) goes out in one ``sendmsg``, so
+        the payload is never copied to join them.
+        """
+        raw = self._raw
+        if raw is None:
+            return 0  # TLS: the drain task writes
+        try:
+            if type(data) is bytes:
+                return int(raw.send(data, self._flags))
+            return int(raw.sendmsg(data, (), self._flags))
+        except BlockingIOError:
+            return 0
+
     def _enqueue(self, data: Outgoing, sent: int) -> None:
         """Queue what the kernel did not take of ``data`` (without copying a payload)."""
+        if self._queue is None:
+            self._queue = collections.deque()
         parts: tuple[bytes, ...] = (data,) if isinstance(data, bytes) else data
         for part in parts:
             if sent >= len(part):
@@ -267,6 +291,7 @@ class Connection:
         while True:
             with self._wlock:
                 if not self._queue or self._dead:
+                    self._queue = None  # a burst's queue is not kept
                     self._draining = False
                     self._drained.set()
                     finishing = self._finishing and not self._dead
@@ -284,6 +309,7 @@ class Connection:
         """Take what to write next: small frames joined (fewer system calls), a large
         one alone (no copy)."""
         queue = self._queue
+        assert queue is not None
         chunk = queue.popleft()
         if queue and len(chunk) < DRAIN_JOIN:
             parts, size = [chunk], len(chunk)
@@ -309,7 +335,7 @@ class Connection:
 
     def _drop_locked(self, reason: str) -> None:
         self._dead = True
-        self._queue.clear()
+        self._queue = None
         self._queued = 0
         _runtime.spawn(self._drop, reason)
 
@@ -324,7 +350,7 @@ class Connection:
     def _lost(self) -> None:
         with self._wlock:
             self._dead = True
-            self._queue.clear()
+            self._queue = None
             self._draining = False
             self._drained.set()
         _shutdown(self.sock, socket.SHUT_RDWR)  # the reader sees it and reports the drop
@@ -388,34 +414,17 @@ def _reset(sock: Any) -> None:
     sock.close()
 
 
-def _nonblocking_sender(sock: Any) -> Callable[[Outgoing], int]:
-    """A ``send`` that returns at once with the count the kernel took (maybe 0).
-
-    A frame in two parts (header, large payload) goes out in one ``sendmsg``, so the
-    payload is never copied to join them.  TLS sockets cannot send without waiting (no
-    flags, and a record is all or nothing), so for them everything goes through the
-    drain task.
-    """
+def _nonblocking(sock: Any) -> tuple[Any, int]:
+    """The socket to offer writes to without waiting, and the flags for that; ``None``
+    for TLS, which cannot send without waiting (no flags, and a record is all or
+    nothing), so that for it everything goes through the drain task."""
     gevent_socket = _runtime.gevent_socket_class()
     # gevent's plain socket first: hasattr() on it costs a failed lookup on the socket
     # it wraps, and its TLS subclass is not exactly it.
     plain_gevent = gevent_socket is not None and type(sock) is gevent_socket
     if not plain_gevent and (isinstance(sock, ssl.SSLSocket) or hasattr(sock, "cipher")):
-        return lambda data: 0
+        return None, 0
     if plain_gevent or (gevent_socket is not None and isinstance(sock, gevent_socket)):
         # gevent keeps the socket it wraps non-blocking: calling it directly never waits.
-        raw, flags = sock._sock, 0
-    elif isinstance(sock, ssl.SSLSocket):  # TLS takes no MSG_DONTWAIT: the drain writes
-        return lambda data: 0
-    else:
-        raw, flags = sock, socket.MSG_DONTWAIT  # one attempt, no wait
-    send, sendmsg = raw.send, raw.sendmsg
-
-    def send_now(data: Outgoing) -> int:
-        try:
-            if type(data) is bytes:
-                return int(send(data, flags))
-            return int(sendmsg(data, (), flags))
-        except BlockingIOError:
-            return 0
-    return send_now
+        return sock._sock, 0
+    return sock, socket.MSG_DONTWAIT  # one attempt, no wait

@@ -175,6 +175,10 @@ class WireCodec:
     :param max_message_size: the incoming message limit in bytes (RULES E1).
     """
 
+    __slots__ = ("client", "deflate", "max_message_size", "_decoder", "_parts", "_text",
+                 "_opcode", "_size", "_in_frame", "_checked_header", "_plain", "_pending",
+                 "finished")
+
     def __init__(
         self,
         client: bool,
@@ -186,7 +190,7 @@ class WireCodec:
             deflate.__class__ = BoundedDeflate  # a caller's own extension is bounded too
         self.deflate: Optional[BoundedDeflate] = deflate  # type: ignore[assignment]
         self.max_message_size = max_message_size
-        self._decoder = _Decoder(client, [deflate] if deflate else [])
+        self._decoder: Optional[_Decoder] = None  # wsproto's, made when first needed
         self._parts: list[bytes] = []
         self._text: Optional[codecs.IncrementalDecoder] = None  # set while a text message is open
         self._opcode: Optional[Opcode] = None  # of the message being reassembled
@@ -323,6 +327,8 @@ class WireCodec:
         """Read any frames with wsproto's decoder; back to the plain path once it holds
         nothing and no message is open."""
         decoder = self._decoder
+        if decoder is None:
+            decoder = self._decoder = _Decoder(self.client, [self.deflate] if self.deflate else [])
         decoder.receive_bytes(data)
         try:
             while True:
@@ -441,8 +447,10 @@ class WireCodec:
 
     def _describe(self, exc: ParseFailed) -> tuple[int, str]:
         """Word a wsproto failure as kj does (RULES M4), or as RFC 6455 asks (SPEC §8.1)."""
-        buffered = self._decoder.buffer.buffer
-        if self._decoder.header is None and buffered:  # it failed on a frame header
+        decoder = self._decoder
+        assert decoder is not None
+        buffered = decoder.buffer.buffer
+        if decoder.header is None and buffered:  # it failed on a frame header
             first = buffered[0]
             opcode = first & 0x0F
             if opcode not in _KNOWN_OPCODES:

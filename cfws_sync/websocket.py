@@ -113,7 +113,7 @@ class WebSocket:
         self._role = role  # "pair", "client", or "released" once returned in a Response
         self._handlers: dict[str, Listener] = {}
         self._listeners: dict[str, list[Listener]] = {}
-        self._mailbox: collections.deque[Inbound] = collections.deque()
+        self._mailbox: Optional[collections.deque[Inbound]] = None  # made on first use
         self._mailbox_lock = _runtime.leaf_lock()  # nothing is acquired under it
         self._pumping = False
         self._inbox: Optional[Inbox] = Inbox(self)  # what the blocking helpers read
@@ -268,6 +268,8 @@ class WebSocket:
         """Queue an inbound item; pump now (``inline``, the reader's own call) or soon."""
         with self._mailbox_lock:
             if self._pumping or not self._machine.accepted or self._mailbox or not inline:
+                if self._mailbox is None:
+                    self._mailbox = collections.deque()
                 self._mailbox.append(item)
                 if self._pumping or not self._machine.accepted:
                     return
@@ -293,7 +295,7 @@ class WebSocket:
 
     def _pump(self, item: Optional[Inbound] = None, spawned: bool = False) -> None:
         """Deliver ``item``, then the mailbox's items, until it is empty."""
-        mailbox, lock, receive = self._mailbox, self._mailbox_lock, self._machine.receive
+        lock, receive = self._mailbox_lock, self._machine.receive
         # A spawned pump (an in-memory peer's delivery) lets other sockets run between
         # items, as each delivery is its own task in workerd (i_internal_both).
         share = _runtime.fair_yield() if spawned else None
@@ -302,8 +304,10 @@ class WebSocket:
             while True:
                 if item is None:
                     with lock:
+                        mailbox = self._mailbox
                         if not mailbox:
                             self._pumping = False
+                            self._mailbox = None  # an idle socket keeps no queue
                             return
                         item = mailbox.popleft()
                 with turn:  # what this item makes the peer see comes after its events
@@ -385,8 +389,8 @@ class WebSocket:
         other half.  What the partner sent before is replayed to the link first."""
         with partner._machine.lock:
             with self._mailbox_lock:
-                pending = list(self._mailbox)
-                self._mailbox.clear()
+                pending = list(self._mailbox or ())
+                self._mailbox = None
             for item in pending:
                 replay(item)
             partner._machine.link = link
