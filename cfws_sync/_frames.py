@@ -243,13 +243,12 @@ class WireCodec:
         return [self._complete(pending)]
 
     def _receive_plain(self, data: bytes, events: list[WireEvent]) -> bytes:
-        """Read whole, unfragmented, uncompressed data frames straight off ``data``
-        (the common case, without wsproto's per-frame work); return what is left for
-        the general path: a frame of any other kind, or an incomplete header.
+        """Read whole, unfragmented, uncompressed frames straight off ``data`` (the
+        common case, without wsproto's per-frame work); return what is left for the
+        general path: a fragment, an incomplete header, or anything unusual.
 
         A binary frame whose payload has not all arrived becomes the pending frame.
-        Anything unusual, including what must fail, goes to the general path, which
-        words it (RULES E2, M4).
+        Whatever must fail goes to the general path, which words it (RULES E2, M4).
         """
         masked = not self.client  # RFC 6455 §5.1: a client masks, a server never does
         mask_bit = 0x80 if masked else 0
@@ -258,20 +257,22 @@ class WireCodec:
         pos, end = 0, len(data)
         while end - pos >= 2:
             first, second = data[pos], data[pos + 1]
-            if (first != 0x81 and first != 0x82) or second & 0x80 != mask_bit:
-                break  # FIN text or binary with no RSV bit and the right mask bit only
+            # FIN, no RSV bit, a known opcode, the right mask bit (RFC 6455 §5.2)
+            if second & 0x80 != mask_bit or not (
+                    first == 0x81 or first == 0x82 or 0x88 <= first <= 0x8A):
+                break
             size = second & 0x7F
             head = 2 + key_size
             if size == 126:
                 head += 2
-                if end - pos < head:
-                    break
+                if end - pos < head or first > 0x82:
+                    break  # a control frame over 125 bytes fails on the general path
                 (size,) = _U16.unpack_from(data, pos + 2)
                 if size < 126:
-                    break  # RFC 6455 §5.2: not the minimal length: the general path fails it
+                    break  # not the minimal length: the general path fails it
             elif size == 127:
                 head += 8
-                if end - pos < head:
+                if end - pos < head or first > 0x82:
                     break
                 (size,) = _U64.unpack_from(data, pos + 2)
                 if size < 65536 or size > budget:
@@ -287,19 +288,29 @@ class WireCodec:
                     break  # text is validated chunk by chunk on the general path (SPEC §8.1)
                 self._pending = pending = _Pending(
                     bytearray(size), bytes(data[start - key_size:start]))
-                pending.buffer[:end - start] = data[start:end]
+                pending.buffer[:end - start] = memoryview(data)[start:end]
                 pending.filled = end - start
                 self._plain = False
                 return b""
             payload = data[start:stop]
             if masked:
                 payload = _mask(payload, data[start - 4:start])
-            events.append(self._whole_message(Opcode.TEXT if first == 0x81 else Opcode.BINARY,
-                                              payload))
             pos = stop
-            if type(events[-1]) is Failure:
-                self.finished = True
+            if first == 0x82:
+                events.append(Message(payload))
+            elif first == 0x81:
+                try:  # SPEC §8.1
+                    events.append(Message(payload.decode("utf-8")))
+                except UnicodeDecodeError:
+                    self._fail(events, 1007, INVALID_UTF8_TEXT)
+                    return b""
+            elif first == 0x89:
+                events.append(Ping(payload))  # L1
+            elif first == 0x88:
+                events.append(self._close(payload))
+                self.finished = True  # B9: nothing after the peer's Close is read
                 return b""
+            # 0x8A: an unsolicited pong is ignored (L1)
         if pos:
             data = data[pos:]
         if data:

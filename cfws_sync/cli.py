@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 from . import _runtime, signals
 from .http import Response
 from .websocket import WebSocket
-from .wsgi import StartResponse, WebSocketApp, websocket_app
+from .wsgi import StartResponse, WSGIApp, serving_app, websocket_app
 
 __all__ = ["main", "serve", "run", "as_wsgi_app", "load_target"]
 
@@ -42,7 +42,6 @@ log = logging.getLogger("cfws_sync.serve")
 SHUTDOWN_GRACE = 3.0
 #: The WSGI environ key of the callback told about each 101 response (see ``serve``).
 UPGRADE_HOOK = "cfws_sync.on_upgrade"
-WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -169,7 +168,7 @@ def as_wsgi_app(target: Any, **options: Any) -> WSGIApp:
 
 
 def _is_handler(target: Any) -> bool:
-    if isinstance(target, WebSocketApp) or hasattr(target, "wsgi_app"):
+    if serving_app(target) is not None or hasattr(target, "wsgi_app"):
         return False
     try:
         parameters = inspect.signature(target).parameters.values()
@@ -299,10 +298,10 @@ class ConnectionLog:
 
     def __init__(self, app: WSGIApp) -> None:
         self.app = app
-        self._hooked = isinstance(app, WebSocketApp) or "cfws_sync" in getattr(
-            app, "extensions", {})
-        if isinstance(app, WebSocketApp) and not hasattr(app.handler, "cfws_announcing"):
-            app.handler = _announcing(app.handler)
+        serving = serving_app(app)
+        self._hooked = serving is not None or "cfws_sync" in getattr(app, "extensions", {})
+        if serving is not None and not hasattr(serving.handler, "cfws_announcing"):
+            serving.handler = _announcing(serving.handler)
         self._lock = threading.Lock()
         self._records: set[_Record] = set()
         self._by_end: dict[WebSocket, _Record] = {}

@@ -44,10 +44,11 @@ class Headers:
     :param init: a mapping, ``(name, value)`` pairs, or another ``Headers``.
     """
 
-    __slots__ = ("_items",)
+    __slots__ = ("_items", "_names")
 
     def __init__(self, init: HeadersInit = None) -> None:
         self._items: list[tuple[str, str]] = []
+        self._names: list[str] = []  # the names of ``_items`` lowercased, for lookups
         if init is None:
             return
         pairs = init.items() if isinstance(init, (Mapping, Headers)) else init
@@ -56,16 +57,17 @@ class Headers:
     def get(self, name: str, default: Optional[str] = None) -> Optional[str]:
         """The value of ``name`` (repeated values joined by ``", "``), or ``default``."""
         key = name.lower()
-        values = []
-        for k, v in self._items:  # a loop: a comprehension is one more call per lookup
-            if k.lower() == key:
-                values.append(v)
-        return ", ".join(values) if values else default
+        names = self._names
+        if key not in names:
+            return default
+        if names.count(key) == 1:
+            return self._items[names.index(key)][1]
+        return ", ".join([v for k, (_, v) in zip(names, self._items) if k == key])
 
     def get_all(self, name: str) -> list[str]:
         """Every value of ``name``, in order."""
         key = name.lower()
-        return [v for k, v in self._items if k.lower() == key]
+        return [v for k, (_, v) in zip(self._names, self._items) if k == key]
 
     def has(self, name: str) -> bool:
         """Whether ``name`` is present."""
@@ -86,11 +88,14 @@ class Headers:
         if "\r" in text or "\n" in text or "\0" in text:
             raise TypeError("header names and values must not contain CR, LF or NUL")
         self._items.extend(pairs)
+        self._names.extend([name.lower() for name, _ in pairs])
 
     def delete(self, name: str) -> None:
         """Remove ``name``."""
         key = name.lower()
-        self._items = [(k, v) for k, v in self._items if k.lower() != key]
+        kept = [(k, item) for k, item in zip(self._names, self._items) if k != key]
+        self._names = [k for k, _ in kept]
+        self._items = [item for _, item in kept]
 
     def items(self) -> list[tuple[str, str]]:
         """``(name, value)`` pairs, names lowercased and repeated values joined."""
@@ -99,8 +104,8 @@ class Headers:
     def keys(self) -> list[str]:
         """The distinct names, lowercased, in first-seen order."""
         seen: dict[str, None] = {}
-        for k, _ in self._items:
-            seen.setdefault(k.lower(), None)
+        for k in self._names:
+            seen.setdefault(k, None)
         return list(seen)
 
     def raw_items(self) -> list[tuple[str, str]]:
@@ -108,7 +113,7 @@ class Headers:
         return list(self._items)
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and any(k.lower() == name.lower() for k, _ in self._items)
+        return isinstance(name, str) and name.lower() in self._names
 
     def __getitem__(self, name: str) -> str:
         value = self.get(name)

@@ -518,7 +518,8 @@ def _random_stream(rng, mask):
             text = "é€x"[rng.randrange(3)] * (size // 3)
             frames.append(build_frame(TEXT, text.encode(), mask=mask))
         elif kind < 0.75:
-            frames.append(build_frame(PING, rng.randbytes(rng.randrange(126)), mask=mask))
+            frames.append(build_frame(rng.choice([PING, PONG]), rng.randbytes(rng.randrange(126)),
+                                      mask=mask))
         elif kind < 0.85:  # a fragmented message with a ping inside
             frames.append(build_frame(BINARY, b"head", fin=False, mask=mask))
             frames.append(build_frame(PING, b"p", mask=mask))
@@ -526,8 +527,10 @@ def _random_stream(rng, mask):
         elif kind < 0.9:  # 126-byte length encoding used for a short frame: RFC 6455 §5.2
             frames.append(b"\x82" + (b"\xfe" if mask else b"\x7e") + b"\x00\x05"
                           + (b"\x00" * 4 if mask else b"") + b"short")
-        elif kind < 0.95:
+        elif kind < 0.93:
             frames.append(build_frame(TEXT, b"\xff\xfe", mask=mask))  # invalid UTF-8
+        elif kind < 0.95:  # a control frame over 125 bytes: RFC 6455 §5.5
+            frames.append(build_frame(PING, bytes(126), mask=mask))
         else:
             frames.append(build_frame(CLOSE, close_payload(1000, b"bye"), mask=mask))
     return b"".join(frames)

@@ -1,12 +1,13 @@
 """cfws_sync echo and broadcast server: ``python cfws_sync_server.py PORT [werkzeug]``
 
-On gevent pywsgi (monkey-patched) by default, or Werkzeug's threaded server.
+On gevent pywsgi (monkey-patched) by default, or Werkzeug's threaded server; or as
+``cfws_sync_server:app`` under a server of one's choice (gunicorn's gthread worker).
 """
 
 import sys
 
-THREADS = sys.argv[2:] == ["werkzeug"]  # else gevent, monkey-patched
-if not THREADS:
+THREADS = sys.argv[2:] == ["werkzeug"] or __name__ != "__main__"
+if not THREADS:  # gevent, monkey-patched
     from gevent import monkey
 
     monkey.patch_all()
@@ -41,5 +42,7 @@ def handle(request):
     return Response(None, status=101, web_socket=client)
 
 
+app = websocket_app(handle)
+
 if __name__ == "__main__":
-    serve(websocket_app(handle), THREADS)
+    serve(app, THREADS)
