@@ -156,15 +156,33 @@ _U16 = struct.Struct("!H")
 _U64 = struct.Struct("!Q")
 
 
+# One large receive buffer kept for the next large frame: a fresh one is zero-filled and
+# page-faulted in, which costs as much as reading a megabyte from the kernel.
+_SPARE: list[bytearray] = []
+_SPARE_MAX = 8 << 20
+
+
 class _Pending:
     """A large binary frame whose payload is still arriving, read in place."""
 
-    __slots__ = ("buffer", "key", "filled")
+    __slots__ = ("storage", "buffer", "key", "filled")
 
-    def __init__(self, buffer: bytearray, key: bytes) -> None:
-        self.buffer = buffer
+    def __init__(self, size: int, key: bytes) -> None:
+        try:
+            storage = _SPARE.pop()  # atomic: threads never share one
+        except IndexError:
+            storage = None
+        if storage is None or not size <= len(storage) <= 2 * size:
+            storage = bytearray(size)
+        self.storage = storage
+        self.buffer = memoryview(storage)[:size]
         self.key = key  # the mask key; empty for an unmasked frame
         self.filled = 0
+
+    def done(self) -> None:
+        """The payload was copied out: the storage may serve the next large frame."""
+        if len(self.storage) <= _SPARE_MAX and not _SPARE:
+            _SPARE.append(self.storage)
 
 
 class WireCodec:
@@ -231,7 +249,7 @@ class WireCodec:
         call :meth:`received_into` (no copy of the payload between kernel and codec)."""
         pending = self._pending
         assert pending is not None
-        return memoryview(pending.buffer)[pending.filled:]
+        return pending.buffer[pending.filled:]
 
     def received_into(self, count: int) -> list[WireEvent]:
         """``count`` bytes were read into :meth:`pending_view`; return what they complete."""
@@ -286,8 +304,7 @@ class WireCodec:
             if stop > end:
                 if first != 0x82:
                     break  # text is validated chunk by chunk on the general path (SPEC §8.1)
-                self._pending = pending = _Pending(
-                    bytearray(size), bytes(data[start - key_size:start]))
+                self._pending = pending = _Pending(size, bytes(data[start - key_size:start]))
                 pending.buffer[:end - start] = memoryview(data)[start:end]
                 pending.filled = end - start
                 self._plain = False
@@ -322,7 +339,7 @@ class WireCodec:
         pending = self._pending
         assert pending is not None
         take = min(len(data), len(pending.buffer) - pending.filled)
-        pending.buffer[pending.filled:pending.filled + take] = data[:take]
+        pending.buffer[pending.filled:pending.filled + take] = memoryview(data)[:take]
         pending.filled += take
         if pending.filled == len(pending.buffer):
             events.append(self._complete(pending))
@@ -332,7 +349,9 @@ class WireCodec:
         self._pending = None
         self._plain = self.deflate is None
         payload = pending.buffer
-        return Message(_mask(payload, pending.key) if pending.key else bytes(payload))
+        message = Message(_mask(payload, pending.key) if pending.key else bytes(payload))
+        pending.done()
+        return message
 
     def _receive_general(self, data: bytes, events: list[WireEvent]) -> None:
         """Read any frames with wsproto's decoder; back to the plain path once it holds
