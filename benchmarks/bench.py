@@ -26,13 +26,17 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import loadclient  # noqa: E402
 
-TARGETS = {  # name -> (script, extra arguments)
+TARGETS = {  # name -> (script, extra arguments), or ("gunicorn", module:app)
     "cfws_sync": ("cfws_sync_server.py",),
     "flask-sock": ("flask_sock_server.py",),
     "websockets": ("websockets_server.py",),
     "cfws_sync-werkzeug": ("cfws_sync_server.py", "werkzeug"),
     "flask-sock-werkzeug": ("flask_sock_server.py", "werkzeug"),
+    "cfws_sync-gthread": ("gunicorn", "cfws_sync_server:app"),
+    "flask-sock-gthread": ("gunicorn", "flask_sock_server:app"),
 }
+#: Threads of gunicorn's gthread worker: one per open WebSocket, for either library.
+GTHREAD_THREADS = 400
 DEFAULT_TARGETS = ["cfws_sync", "flask-sock", "websockets"]
 BASELINE = "flask-sock"  # --baseline flask-sock-werkzeug for the threaded pair
 # workload -> (metric, higher is better, coroutine factory (port, pid, quick))
@@ -58,9 +62,14 @@ def server(target: str):
     port = free_port()
     env = dict(os.environ, PYTHONPATH=str(HERE.parent))
     script, *extra = TARGETS[target]
-    proc = subprocess.Popen([sys.executable, str(HERE / "servers" / script), str(port), *extra],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    if script == "gunicorn":
+        command = [sys.executable, "-m", "gunicorn", "-k", "gthread", "-w", "1",
+                   "--threads", str(GTHREAD_THREADS), "-b", "127.0.0.1:%d" % port,
+                   "--chdir", str(HERE / "servers"), *extra]
+    else:
+        command = [sys.executable, str(HERE / "servers" / script), str(port), *extra]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 15
         while True:

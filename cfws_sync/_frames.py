@@ -185,6 +185,12 @@ class _Pending:
             _SPARE.append(self.storage)
 
 
+# The last message a server codec without compression framed, and its frame: a server
+# frame is a function of the payload alone (RFC 6455 §5.1: no mask), so sending the same
+# object again (to every socket of a room, say) reuses it.
+_last_framed: tuple[object, Outgoing] = (None, b"")
+
+
 class WireCodec:
     """One end of a WebSocket connection on the wire.
 
@@ -507,13 +513,21 @@ class WireCodec:
     def message_parts(self, data: Union[str, bytes, bytearray, memoryview]) -> Outgoing:
         """As :meth:`message`, but a large frame comes as ``(header, payload)``, for a
         writer that sends both without joining them (no copy of the payload)."""
+        global _last_framed
+        plain_server = not self.client and self.deflate is None
+        if plain_server and _last_framed[0] is data:
+            return _last_framed[1]  # a broadcast: one message framed once for every peer
         if isinstance(data, str):
             try:
                 payload = data.encode("utf-8")
             except UnicodeEncodeError:  # A6: a lone surrogate goes out as WTF-8
                 payload = data.encode("utf-8", "surrogatepass")
-            return self._frame_parts(Opcode.TEXT, payload)
-        return self._frame_parts(Opcode.BINARY, data)
+            out = self._frame_parts(Opcode.TEXT, payload)
+        else:
+            out = self._frame_parts(Opcode.BINARY, data)
+        if plain_server and type(out) is bytes and isinstance(data, (str, bytes)):
+            _last_framed = (data, out)  # immutable, so the same object frames the same
+        return out
 
     def close(self, code: Optional[int] = None, reason: str = "") -> bytes:
         """Frame a Close; no code (or 1005) means an empty payload (RULES C1, B4)."""

@@ -561,3 +561,25 @@ def test_the_plain_path_reads_exactly_what_wsproto_reads(seed):
     expected = _GeneralOnly(client).receive(wire)
     assert _read_all(WireCodec(client), wire, rng, into=False) == expected
     assert _read_all(WireCodec(client), wire, rng, into=True) == expected
+
+
+def test_the_same_message_sent_by_many_server_codecs_is_framed_alike():
+    # A broadcast reuses the frame of the last message object a plain server framed;
+    # nothing else may see it: another object, a client (masked), or a compressing codec.
+    text, data = "hello " * 10, b"\x00\x01" * 10
+    servers = [WireCodec(False) for _ in range(3)]
+    for message, first in ((text, 0x81), (data, 0x82), (text, 0x81)):
+        frames = {codec.message(message) for codec in servers}
+        assert len(frames) == 1
+        assert parse(frames.pop()) == [(first, False, message.encode() if first == 0x81 else message)]
+    for other in ("a" * 10, "b" * 10, b"a" * 10):  # each object gets its own frame
+        assert parse(WireCodec(False).message(other))[0][2] == (
+            other.encode() if isinstance(other, str) else other)
+    client = WireCodec(True)
+    client.message(text)
+    (first, masked, payload), = parse(client.message(text))
+    assert masked and payload == text.encode()
+    deflate, _ = negotiate_deflate("permessage-deflate")
+    compressing = WireCodec(False, deflate)
+    WireCodec(False).message(text)
+    assert compressing.message(text)[0] & 0x40  # RSV1: compressed, not the cached frame

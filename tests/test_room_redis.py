@@ -256,7 +256,10 @@ def test_gunicorn_with_two_workers(redis_server):
         pids: dict[int, list] = {}
         try:
             while len(pids) < 2:  # the kernel spreads connections over the workers
-                assert len(clients) < 60, "every connection went to one worker"
+                # ...unevenly: the worker that accepted last often wins the next one too
+                assert len(clients) < 400, "every connection went to one worker"
+                if clients:
+                    time.sleep(0.005 * (len(clients) % 4))
                 ws = open_client(server, "c%d" % len(clients))
                 clients.append(ws)
                 pids.setdefault(_pid_of(ws), []).append(ws)

@@ -1,12 +1,13 @@
 """flask-sock echo and broadcast server: ``python flask_sock_server.py PORT [werkzeug]``
 
-On gevent pywsgi (monkey-patched) by default, or Werkzeug's threaded server.
+On gevent pywsgi (monkey-patched) by default, or Werkzeug's threaded server; or as
+``flask_sock_server:app`` under a server of one's choice (gunicorn's gthread worker).
 """
 
 import sys
 
-THREADS = sys.argv[2:] == ["werkzeug"]  # else gevent, monkey-patched
-if not THREADS:
+THREADS = sys.argv[2:] == ["werkzeug"] or __name__ != "__main__"
+if not THREADS:  # gevent, monkey-patched
     from gevent import monkey
 
     monkey.patch_all()
