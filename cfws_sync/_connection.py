@@ -175,7 +175,7 @@ class Connection:
                     self._received(events, post)
                     if self._failed:
                         break  # RFC 6455 §7.1.7: a failure ends TCP at once
-                if count and share is not None:
+                if count and share is not None and not codec.finished:
                     share()  # other connections get a turn before we read again
                 try:
                     if codec.pending_size >= READ_SIZE:  # a large frame: read it in place

@@ -1,9 +1,11 @@
 """The wire codec: bytes in, wire events out; messages in, bytes out.  Sans-I/O.
 
-Incoming frames are parsed, unmasked and inflated by wsproto's ``FrameDecoder`` and its
-``PerMessageDeflate`` extension.  On top of that this module reassembles messages, keeps
-the size budget, validates UTF-8, reads Close payloads the way workerd does, and words
-protocol failures in kj's texts (RULES M4).  Outgoing frames are written here, since the
+Whole uncompressed frames, the common case, are parsed here directly (the *plain path*);
+fragments, compressed frames and anything unusual are parsed, unmasked and inflated by
+wsproto's ``FrameDecoder`` and its ``PerMessageDeflate`` extension (:mod:`._deflate`,
+:mod:`._masking`).  On top of that this module reassembles messages, keeps the size
+budget, validates UTF-8, reads Close payloads the way workerd does, and words protocol
+failures in kj's texts (RULES M4).  Outgoing frames are written here, since the
 Close echo must carry any code the peer sent (B4), which wsproto's writer refuses.
 
 Nothing here knows about sockets, threads, or the Workers API: the caller feeds
@@ -15,22 +17,15 @@ from __future__ import annotations
 import codecs
 import os
 import struct
-import zlib
-from typing import Callable, NamedTuple, Optional, Union, cast
+from typing import NamedTuple, Optional, Union, cast
 
 from wsproto.extensions import PerMessageDeflate
-from wsproto.frame_protocol import (
-    CloseReason,
-    Frame,
-    FrameDecoder,
-    Opcode,
-    ParseFailed,
-    RsvBits,
-    XorMaskerSimple,
-)
+from wsproto.frame_protocol import Frame, Opcode, ParseFailed, RsvBits
 
-__all__ = ["WireCodec", "Message", "PeerClose", "Failure", "Ping", "Outgoing",
-           "BoundedDeflate", "negotiate_deflate"]
+from ._deflate import BoundedDeflate
+from ._masking import Decoder, mask
+
+__all__ = ["WireCodec", "Message", "PeerClose", "Failure", "Ping", "Outgoing"]
 
 DEFAULT_MAX_MESSAGE_SIZE = 32 << 20  # RULES E1: 33,554,432 bytes
 #: A payload this large is written beside its header, not copied to join it.
@@ -84,72 +79,6 @@ INVALID_CLOSE_CODE = "Received a Close frame with invalid code %d"
 def _sendable_close_code(code: int) -> bool:
     """RFC 6455 §7.4: the codes a Close frame may carry (1005 is read as "none", B4)."""
     return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
-
-
-class BoundedDeflate(PerMessageDeflate):
-    """wsproto's permessage-deflate, inflating no more than the message budget allows.
-
-    wsproto inflates a whole chunk at once, so a small compressed frame could expand to
-    gigabytes before any size check (a decompression bomb).  Here each chunk inflates
-    to at most ``limit + 1`` bytes: one byte over the budget is enough to refuse the
-    message with 1009 (RULES E1).
-    """
-
-    #: Bytes the message being read may still grow by; the codec sets it before each read.
-    limit = DEFAULT_MAX_MESSAGE_SIZE
-
-    def frame_inbound_payload_data(
-        self, proto: object, data: bytes
-    ) -> Union[bytes, CloseReason]:
-        if not self._inbound_compressed or not self._inbound_is_compressible:
-            return data
-        assert self._decompressor is not None
-        try:
-            return self._decompressor.decompress(bytes(data), self.limit + 1)
-        except zlib.error:
-            return CloseReason.INVALID_FRAME_PAYLOAD_DATA
-
-
-_apply_mask: Optional[Callable[[Union[bytes, bytearray, memoryview], bytes], bytes]]
-try:  # an optional C unmask, from a well-kept package, when it is installed
-    from websockets.speedups import apply_mask as _apply_mask
-except ImportError:  # pragma: no cover - depends on the environment
-    _apply_mask = None
-
-
-class _FastMasker:
-    """XOR with the frame's mask key in C, keeping the key's phase across chunks."""
-
-    __slots__ = ("key", "offset")
-
-    def __init__(self, key: Union[bytes, bytearray]) -> None:
-        self.key = bytes(key)
-        self.offset = 0
-
-    def process(self, data: bytes) -> bytes:
-        phase = self.offset & 3
-        key = self.key[phase:] + self.key[:phase] if phase else self.key
-        self.offset += len(data)
-        assert _apply_mask is not None
-        return _apply_mask(data, key)
-
-
-class _Decoder(FrameDecoder):
-    """wsproto's frame decoder, with the C unmask swapped in when available."""
-
-    def parse_header(self) -> bool:
-        if not super().parse_header():
-            return False
-        if _apply_mask is not None and isinstance(self.masker, XorMaskerSimple):
-            self.masker = _FastMasker(self.masker._masking_key)  # type: ignore[assignment]
-        return True
-
-
-def _mask(payload: Union[bytes, bytearray, memoryview], key: bytes) -> bytes:
-    """``payload`` XOR the 4-byte ``key``, repeated (RFC 6455 §5.3)."""
-    if _apply_mask is not None:
-        return _apply_mask(payload, key)
-    return bytes(XorMaskerSimple(key).process(bytearray(payload)))
 
 
 _U16 = struct.Struct("!H")
@@ -214,7 +143,7 @@ class WireCodec:
             deflate.__class__ = BoundedDeflate  # a caller's own extension is bounded too
         self.deflate: Optional[BoundedDeflate] = deflate  # type: ignore[assignment]
         self.max_message_size = max_message_size
-        self._decoder: Optional[_Decoder] = None  # wsproto's, made when first needed
+        self._decoder: Optional[Decoder] = None  # wsproto's, made when first needed
         self._parts: list[bytes] = []
         self._text: Optional[codecs.IncrementalDecoder] = None  # set while a text message is open
         self._opcode: Optional[Opcode] = None  # of the message being reassembled
@@ -317,7 +246,7 @@ class WireCodec:
                 return b""
             payload = data[start:stop]
             if masked:
-                payload = _mask(payload, data[start - 4:start])
+                payload = mask(payload, data[start - 4:start])
             pos = stop
             if first == 0x82:
                 events.append(Message(payload))
@@ -355,7 +284,7 @@ class WireCodec:
         self._pending = None
         self._plain = self.deflate is None
         payload = pending.buffer
-        message = Message(_mask(payload, pending.key) if pending.key else bytes(payload))
+        message = Message(mask(payload, pending.key) if pending.key else bytes(payload))
         pending.done()
         return message
 
@@ -364,7 +293,7 @@ class WireCodec:
         nothing and no message is open."""
         decoder = self._decoder
         if decoder is None:
-            decoder = self._decoder = _Decoder(self.client, [self.deflate] if self.deflate else [])
+            decoder = self._decoder = Decoder(self.client, [self.deflate] if self.deflate else [])
         decoder.receive_bytes(data)
         try:
             while True:
@@ -573,34 +502,9 @@ class WireCodec:
         if self.client:  # RFC 6455 §5.3: a fresh random key per frame
             key = os.urandom(4)
             header += key
-            data = _mask(payload, key)
+            data = mask(payload, key)
         else:
             data = payload if isinstance(payload, bytes) else bytes(payload)
         if length >= SEPARATE_PAYLOAD:
             return header, data
         return header + data
-
-
-def negotiate_deflate(
-    offer_header: Optional[str],
-) -> tuple[Optional[BoundedDeflate], Optional[str]]:
-    """Accept a client's permessage-deflate offer (RULES N1).
-
-    :param offer_header: the request's ``Sec-WebSocket-Extensions`` value.
-    :returns: the extension and the response header value, or ``(None, None)``.
-    """
-    if not offer_header:
-        return None, None
-    for offer in offer_header.split(","):
-        name = offer.split(";", 1)[0].strip().lower()
-        if name != "permessage-deflate":
-            continue  # N1: an unknown extension offer is ignored
-        extension = BoundedDeflate()
-        accepted = extension.accept(offer.strip())
-        if accepted is None or accepted is False:
-            continue
-        value = "permessage-deflate"
-        if isinstance(accepted, str) and accepted:
-            value += "; " + accepted
-        return extension, value
-    return None, None

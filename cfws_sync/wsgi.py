@@ -31,7 +31,8 @@ from typing import Any, Callable, Iterable, Optional, Union
 
 from . import _runtime
 from ._connection import Connection, ConnectionOptions
-from ._frames import DEFAULT_MAX_MESSAGE_SIZE, WireCodec, negotiate_deflate
+from ._deflate import negotiate_deflate
+from ._frames import DEFAULT_MAX_MESSAGE_SIZE, WireCodec
 from .compat import Compatibility, _current
 from .http import Request, Response
 

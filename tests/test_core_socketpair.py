@@ -18,7 +18,8 @@ from wsproto.extensions import PerMessageDeflate
 
 from cfws_sync import Blob
 from cfws_sync._connection import ConnectionOptions
-from cfws_sync._frames import Failure, Message, PeerClose, Ping, WireCodec, negotiate_deflate
+from cfws_sync._deflate import negotiate_deflate
+from cfws_sync._frames import Failure, Message, PeerClose, Ping, WireCodec
 from tests.corekit import (
     BINARY,
     CLOSE,

@@ -8,16 +8,8 @@ import zlib
 import pytest
 from wsproto.extensions import PerMessageDeflate
 
-from cfws_sync._frames import (
-    DEFAULT_MAX_MESSAGE_SIZE,
-    BoundedDeflate,
-    Failure,
-    Message,
-    PeerClose,
-    Ping,
-    WireCodec,
-    negotiate_deflate,
-)
+from cfws_sync._deflate import BoundedDeflate, negotiate_deflate
+from cfws_sync._frames import DEFAULT_MAX_MESSAGE_SIZE, Failure, Message, PeerClose, Ping, WireCodec
 from tests.corekit import (
     BINARY,
     CLOSE,
@@ -480,11 +472,11 @@ def test_E1_deflate_bomb_in_small_chunks_is_refused_as_soon_as_it_passes_the_lim
 def test_masking_with_and_without_the_optional_C_unmask(monkeypatch, accelerated):
     # RFC 6455 §5.3: masked frames round-trip whichever unmask runs, across chunk
     # boundaries that fall inside the 4-byte key cycle.
-    from cfws_sync import _frames
+    from cfws_sync import _masking
 
     if not accelerated:
-        monkeypatch.setattr(_frames, "_apply_mask", None)
-    elif _frames._apply_mask is None:
+        monkeypatch.setattr(_masking, "_apply_mask", None)
+    elif _masking._apply_mask is None:
         pytest.fail("websockets.speedups is a test dependency and should be importable")
     client, server = WireCodec(client=True), WireCodec(client=False)
     payload = bytes(range(256)) * 1000 + b"tail"

@@ -173,3 +173,17 @@ def test_timers_fire_in_a_forked_child():
         os._exit(0 if fired.wait(5) else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_leaf_locks_are_the_operating_systems_even_under_gevent():
+    # Held only for statements that never switch greenlets, so gevent's lock (a Python
+    # call and hub bookkeeping per use) buys nothing there.
+    import _thread
+    import sys
+
+    monkey = sys.modules.get("gevent.monkey")
+    real = monkey.get_original("_thread", "allocate_lock") if monkey else _thread.allocate_lock
+    lock = _runtime.leaf_lock()
+    assert type(lock) is type(real())
+    assert lock.acquire(False) and not lock.acquire(False)
+    lock.release()
