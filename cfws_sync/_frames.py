@@ -444,8 +444,9 @@ class WireCodec:
         writer that sends both without joining them (no copy of the payload)."""
         global _last_framed
         plain_server = not self.client and self.deflate is None
-        if plain_server and _last_framed[0] is data:
-            return _last_framed[1]  # a broadcast: one message framed once for every peer
+        last = _last_framed  # one read: another thread may replace it meanwhile
+        if plain_server and last[0] is data:
+            return last[1]  # a broadcast: one message framed once for every peer
         if isinstance(data, str):
             try:
                 payload = data.encode("utf-8")
