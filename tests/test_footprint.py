@@ -129,3 +129,36 @@ def test_a_socket_whose_helpers_are_never_called_makes_no_condition():
     assert (closed.code, closed.reason) == (1000, "bye")
     assert inbox_of(client)._cond is None  # its close event made none
     assert client.wait_closed(timeout=5).code == 1000
+
+
+def test_an_idle_connection_keeps_no_queue_and_no_general_decoder(pair):
+    # After traffic, an idle served connection holds no mailbox, no write queue and no
+    # wsproto decoder: each costs hundreds of bytes, times thousands of connections.
+    ours, peer = pair
+    ends = []
+
+    def handler(request):
+        client, server = WebSocketPair()
+        server.accept()
+        server.add_event_listener("message", lambda event: server.send(event.data))
+        ends.append(server)
+        return Response(None, status=101, web_socket=client)
+
+    environ = environ_for(UPGRADE, **{"werkzeug.socket": ours,
+                                      "wsgi.input": ours.makefile("rb", -1)})
+    thread, _ = serve_in_thread(websocket_app(handler), environ)
+    assert peer.read_handshake().status == 101
+    for size in (5, 300):
+        peer.text("x" * size)
+        assert peer.recv().text == "x" * size
+    peer.binary(b"y" * 70000)  # 64-bit length (RFC 6455 §5.2), likely read in pieces
+    assert peer.recv().payload == b"y" * 70000
+    server = ends[0]
+    connection = server._machine.link
+    assert server._mailbox is None
+    assert connection._queue is None
+    assert connection.codec._decoder is None  # whole frames never needed wsproto
+    peer.send_raw(make_frame(TEXT, b"frag", fin=False) + make_frame(0, b"ment"))
+    assert peer.recv().text == "fragment"
+    assert connection.codec._decoder is not None  # a fragment did
+    finish(peer, thread)
