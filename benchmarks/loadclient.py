@@ -176,20 +176,44 @@ async def broadcast(port: int, clients_n: int, rounds: int) -> dict:
             return await Conn.open(port, "/broadcast")
 
     clients = await asyncio.gather(*[one() for _ in range(clients_n)])
-    times = []
-    for r in range(rounds + 3):
-        tag = b"round-%06d" % r
-        start = time.perf_counter()
-        clients[0].send(1, tag)
-        await asyncio.wait_for(asyncio.gather(*[_until(c, tag) for c in clients]), 30)
-        if r >= 3:
-            times.append(time.perf_counter() - start)
-    for c in clients:
-        c.abort()
+    round_ = {"tag": b"", "left": 0}
+    done = asyncio.Event()
+    heard: set[int] = set()
+
+    async def listen(index: int, conn: Conn) -> None:
+        while True:
+            payload = (await conn.recv())[1]
+            heard.add(index)
+            if payload == round_["tag"]:
+                round_["left"] -= 1
+                if not round_["left"]:
+                    done.set()
+
+    listeners = [asyncio.create_task(listen(i, c)) for i, c in enumerate(clients)]
+    try:
+        # A server may put a socket in its room only after the handshake (flask-sock
+        # does): broadcast until every client has heard something, then measure.
+        for join in range(600):
+            if len(heard) == clients_n:
+                break
+            clients[0].send(1, b"join-%06d" % join)
+            await asyncio.sleep(0.05)
+        else:
+            raise TimeoutError("%d of %d clients never heard a broadcast" % (
+                clients_n - len(heard), clients_n))
+        times = []
+        for r in range(rounds + 3):
+            round_["tag"], round_["left"] = b"round-%06d" % r, clients_n
+            done.clear()
+            start = time.perf_counter()
+            clients[0].send(1, round_["tag"])
+            await asyncio.wait_for(done.wait(), 30)
+            if r >= 3:
+                times.append(time.perf_counter() - start)
+    finally:
+        for task in listeners:
+            task.cancel()
+        for c in clients:
+            c.abort()
     times.sort()
     return {"p50_ms": times[len(times) // 2] * 1000}
-
-
-async def _until(c: Conn, tag: bytes) -> None:
-    while (await c.recv())[1] != tag:
-        pass
