@@ -164,6 +164,8 @@ class WireCodec:
         """
         if self.finished:
             return []
+        if type(data) is not bytes:
+            data = bytes(data)  # payloads are sliced from it: they must not be mutable
         events: list[WireEvent] = []
         if self._pending is not None:
             data = self._fill(data, events)

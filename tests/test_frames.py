@@ -575,3 +575,12 @@ def test_the_same_message_sent_by_many_server_codecs_is_framed_alike():
     compressing = WireCodec(False, deflate)
     WireCodec(False).message(text)
     assert compressing.message(text)[0] & 0x40  # RSV1: compressed, not the cached frame
+
+
+@pytest.mark.parametrize("client", [False, True])
+def test_messages_read_from_a_bytearray_are_immutable_bytes(client):
+    writer = WireCodec(not client)  # a client reads unmasked frames: nothing copies them
+    wire = writer.message(b"abc") + writer.message("déf") + writer.ping(b"p")
+    events = WireCodec(client).receive(bytearray(wire))
+    assert events == [Message(b"abc"), Message("déf"), Ping(b"p")]
+    assert type(events[0].data) is bytes and type(events[2].payload) is bytes
