@@ -114,6 +114,18 @@ class _Pending:
             _SPARE.append(self.storage)
 
 
+def _text_message(payload: bytes) -> WireEvent:
+    """A whole text message, or the failure its invalid UTF-8 makes (SPEC §8.1)."""
+    try:
+        return Message(payload.decode("utf-8"))
+    except UnicodeDecodeError:
+        return Failure(1007, INVALID_UTF8_TEXT)
+
+
+def _joined(out: Outgoing) -> bytes:
+    return out if isinstance(out, bytes) else out[0] + out[1]
+
+
 # The last message a server codec without compression framed, and its frame: a server
 # frame is a function of the payload alone (RFC 6455 §5.1: no mask), so sending the same
 # object again (to every socket of a room, say) reuses it.
@@ -253,10 +265,10 @@ class WireCodec:
             if first == 0x82:
                 events.append(Message(payload))
             elif first == 0x81:
-                try:  # SPEC §8.1
-                    events.append(Message(payload.decode("utf-8")))
-                except UnicodeDecodeError:
-                    self._fail(events, 1007, INVALID_UTF8_TEXT)
+                event = _text_message(payload)
+                events.append(event)
+                if type(event) is Failure:
+                    self.finished = True
                     return b""
             elif first == 0x89:
                 events.append(Ping(payload))  # L1
@@ -393,12 +405,7 @@ class WireCodec:
         self._checked_header = None
         if len(payload) > self._budget():  # E2: a whole frame over the limit
             return Failure(1009, self._too_large(len(payload)))
-        if opcode is Opcode.TEXT:
-            try:  # SPEC §8.1
-                return Message(payload.decode("utf-8"))
-            except UnicodeDecodeError:
-                return Failure(1007, INVALID_UTF8_TEXT)
-        return Message(payload)
+        return _text_message(payload) if opcode is Opcode.TEXT else Message(payload)
 
     def _close(self, payload: bytes) -> WireEvent:
         if len(payload) < 2:  # B4: an empty or 1-byte payload means 1005
@@ -439,7 +446,7 @@ class WireCodec:
     def message(self, data: Union[str, bytes, bytearray, memoryview]) -> bytes:
         """Frame one message: ``str`` as text, anything else as binary."""
         out = self.message_parts(data)
-        return out if isinstance(out, bytes) else out[0] + out[1]
+        return _joined(out)
 
     def message_parts(self, data: Union[str, bytes, bytearray, memoryview]) -> Outgoing:
         """As :meth:`message`, but a large frame comes as ``(header, payload)``, for a
@@ -483,7 +490,7 @@ class WireCodec:
 
     def _frame_bytes(self, opcode: Opcode, payload: bytes) -> bytes:
         out = self._frame_parts(opcode, payload)
-        return out if isinstance(out, bytes) else out[0] + out[1]
+        return _joined(out)
 
     def _frame_parts(
         self, opcode: Opcode, payload: Union[bytes, bytearray, memoryview]

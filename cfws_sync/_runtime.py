@@ -86,16 +86,17 @@ def leaf_lock() -> Any:
     several).  That is safe because no greenlet can give up the thread while holding
     one, so greenlets of one thread never contend for it; real threads wait as usual.
     """
-    return _real_lock()
+    global _allocate_real_lock
+    allocate = _allocate_real_lock
+    if allocate is None:
+        monkey = sys.modules.get("gevent.monkey")
+        if monkey is None:  # nothing patched yet: the module's own lock is the real one
+            return _allocate_lock()
+        allocate = _allocate_real_lock = monkey.get_original("_thread", "allocate_lock")
+    return allocate()
 
 
-def _real_lock() -> Any:
-    global _real_lock
-    monkey = sys.modules.get("gevent.monkey")
-    if monkey is None:  # not patched yet: the module's own lock is the real one
-        return _allocate_lock()
-    _real_lock = monkey.get_original("_thread", "allocate_lock")  # found once
-    return _real_lock()
+_allocate_real_lock: Optional[Callable[[], Any]] = None  # found once gevent is imported
 
 
 _gevent_socket: list[Optional[type]] = []  # found once
