@@ -27,6 +27,7 @@ import pytest
 from cfws_sync import (ConnectError, ConnectTimeout, DOMException, HandshakeError, NetworkError,
                        WebSocket, _runtime, connect)
 from cfws_sync.errors import SEND_BEFORE_ACCEPT
+from tests.corekit import build_frame
 from tests.servers import SERVER_KINDS, Server, free_port, server_command, wait_for_port
 
 TIMEOUT = 5.0  # seconds any single wait may take
@@ -115,24 +116,6 @@ class Frame(NamedTuple):
         return struct.unpack("!H", self.payload[:2])[0], self.payload[2:].decode("utf-8")
 
 
-def frame_bytes(opcode: int, payload: bytes = b"", fin: bool = True, rsv: int = 0,
-                mask: Optional[bytes] = None, length: Optional[int] = None) -> bytes:
-    """One frame, written from RFC 6455 §5.2 (``length`` may lie)."""
-    n = len(payload) if length is None else length
-    first = (0x80 if fin else 0) | rsv << 4 | opcode
-    bit = 0x80 if mask else 0
-    if n < 126:
-        head = struct.pack("!BB", first, bit | n)
-    elif n < 65536:
-        head = struct.pack("!BBH", first, bit | 126, n)
-    else:
-        head = struct.pack("!BBQ", first, bit | 127, n)
-    if mask:
-        payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        return head + mask + payload
-    return head + payload
-
-
 class BackendConn:
     """One accepted connection of :class:`RawBackend`, driven by the test."""
 
@@ -187,9 +170,7 @@ class BackendConn:
     masked = False
 
     def send(self, opcode: int, payload: bytes = b"", **options: Any) -> None:
-        if self.masked:
-            options.setdefault("mask", os.urandom(4))
-        self.sock.sendall(frame_bytes(opcode, payload, **options))
+        self.sock.sendall(build_frame(opcode, payload, mask=self.masked, **options))
 
     def text(self, text: str) -> None:
         self.send(TEXT, text.encode())
@@ -813,7 +794,7 @@ def test_K8_legacy_does_not_reply(backend, options):
 def test_E6_oversized_message_from_backend(backend):
     ws, rec = watched(backend.url())
     conn = backend.upgrade()
-    conn.sock.sendall(frame_bytes(BINARY, b"\x00" * 16, length=33554433))
+    conn.sock.sendall(build_frame(BINARY, b"\x00" * 16, mask=False, length=33554433))
     reply = conn.recv()
     assert reply.masked and reply.close == (1009, "Message is too large: 33554433 > 33554432")
     seen = rec.wait(lambda s: any(e.type == "error" for e in s))

@@ -21,7 +21,7 @@ import pytest
 from cfws_sync import Response, WebSocketPair, websocket_app
 from cfws_sync._inbox import inbox_of
 from tests.rawclient import TEXT, make_frame
-from tests.test_wsgi import UPGRADE, environ_for, pair, serve_in_thread  # noqa: F401
+from tests.test_wsgi import UPGRADE, environ_for, finish, pair, serve_in_thread  # noqa: F401
 
 HEAD = (b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
@@ -41,15 +41,6 @@ def read_head_as_pywsgi(ours):
     while rfile.readline() not in (b"\r\n", b""):
         pass
     return rfile
-
-
-def finish(peer, thread):
-    peer.close(1000)
-    assert peer.recv().close_code == 1000
-    peer.expect_eof()
-    peer.abort()
-    thread.join(5)
-    assert not thread.is_alive()
 
 
 def test_pywsgi_reader_is_closed_and_its_read_ahead_still_read(pair):

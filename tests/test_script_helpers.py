@@ -18,8 +18,9 @@ import pytest
 
 from cfws_sync import (Blob, CloseEvent, ConnectionClosed, NetworkError, Response, WebSocket,
                        WebSocketPair, _runtime, connect, websocket_app)
+from tests.corekit import build_frame
 from tests.test_client import (CONNECT_FAILED, ECHO, TEXT, TIMEOUT, Spawned, closed_port,
-                               frame_bytes, raw_client, sender, server_process, ws_server)
+                               raw_client, sender, server_process, ws_server)
 from tests.test_client import backend  # noqa: F401  (a fixture)
 
 def readme_script() -> str:
@@ -152,7 +153,7 @@ def test_a_protocol_failure_ends_the_helpers(backend):
     ws = connect_raw(backend)
     conn = backend.conns[-1]
     conn.text("before")
-    conn.sock.sendall(frame_bytes(2, b"", length=33554433))
+    conn.sock.sendall(build_frame(2, b"", mask=False, length=33554433))
     assert ws.receive(timeout=TIMEOUT) == "before"
     with pytest.raises(ConnectionClosed) as info:
         ws.receive(timeout=TIMEOUT)

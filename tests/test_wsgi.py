@@ -80,6 +80,16 @@ def serve_in_thread(app, environ):
     return thread, result
 
 
+def finish(peer, thread):
+    """Close from the peer, see the echo and our EOF, and wait for the app to return."""
+    peer.close(1000)
+    assert peer.recv().close_code == 1000
+    peer.expect_eof()
+    peer.abort()
+    thread.join(5)
+    assert not thread.is_alive()
+
+
 @pytest.fixture
 def pair():
     ours, theirs = socket.socketpair()
@@ -185,12 +195,7 @@ def test_upgrade_writes_101_serves_and_leaves_nothing_to_write(pair):
     assert "sec-websocket-extensions" not in answer.headers
     peer.text("hi")
     assert peer.recv().text == "hi"
-    peer.close(1000)
-    assert peer.recv().close_code == 1000
-    peer.expect_eof()
-    peer.abort()
-    thread.join(5)
-    assert not thread.is_alive()
+    finish(peer, thread)
     assert isinstance(result["iterable"], ServedUpgrade)
     assert result["start"].status == "101 Switching Protocols"  # for the access log
     with pytest.raises(BrokenPipeError):
