@@ -11,6 +11,7 @@ turn as ``accept()`` never miss a message (SPEC §2, "no event lost to a race").
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import heapq
 import itertools
@@ -142,6 +143,15 @@ def spawn(fn: Callable[..., Any], *args: Any) -> Any:
     thread = threading.Thread(target=fn, args=args, daemon=True, name="cfws_sync")
     thread.start()
     return thread
+
+
+def spawn_bare(fn: Callable[..., Any], *args: Any) -> None:
+    """Under gevent, run ``fn(*args)`` in a bare greenlet (no links, no result: the
+    least a long-parked task can cost), in a copy of the caller's context variables.
+    ``fn`` must handle its own errors."""
+    from gevent import spawn_raw  # type: ignore[import-untyped, unused-ignore]
+
+    spawn_raw(fn, *args).gr_context = contextvars.copy_context()  # runs at the next turn
 
 
 class Timer:

@@ -4,7 +4,9 @@ For a 101 :class:`~cfws_sync.Response` carrying a pair end, the app validates th
 handshake (RULES J6), takes the connection's socket from the WSGI server, writes the 101
 itself, couples the other end to the connection, and serves it in the request's own
 greenlet or thread until the connection ends.  Then it hands the server a response that
-writes nothing, so nothing can land in the stream after the WebSocket (SPEC §5).
+writes nothing, so nothing can land in the stream after the WebSocket (SPEC §5).  Under
+gevent's pywsgi without a pool, the connection is served in a greenlet of its own
+instead, and the request ends at the handshake (:func:`_leave_pywsgi`).
 
 Taking the socket (:func:`take_socket`): gunicorn exposes it as ``gunicorn.socket``,
 Werkzeug as ``werkzeug.socket``, and gevent's pywsgi gives an upgrade request its raw
@@ -14,8 +16,8 @@ socket object itself is used (never a ``dup()``), so shutting it down ends the T
 connection whatever the server does with its own reference.
 
 An idle connection keeps little: pywsgi's reader (and its 8 KiB buffer) is closed once
-its read-ahead is taken, and the request, the response and the pair end returned in
-it are dropped before the connection is served.
+its read-ahead is taken, the request, the response and the pair end returned in it are
+dropped before the connection is served, and under pywsgi nothing of the request stays.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import hashlib
 import io
 import logging
 import socket
+import sys
 import time
 from typing import Any, Callable, Iterable, Optional, Union
 
@@ -105,7 +108,7 @@ class WebSocketApp:
         if not isinstance(response, Response):
             log.error("handler returned %r, not a cfws_sync.Response", response)
             return _plain(Response("Internal Server Error", status=500), start_response)
-        served = self._answer(request, response, environ, start_response)
+        served = self._answer(request, response, environ, start_response, leave=True)
         del request, response, token  # a connection may last for hours: keep none alive
         return served.run() if isinstance(served, _Serving) else served
 
@@ -154,8 +157,11 @@ class WebSocketApp:
         return served.run() if isinstance(served, _Serving) else served
 
     def _answer(self, request: Request, response: Response, environ: dict[str, Any],
-                start_response: StartResponse) -> Union[Iterable[bytes], "_Serving"]:
-        """A plain response as HTTP; a 101 one checked (J2, J6) and set up to serve."""
+                start_response: StartResponse,
+                leave: bool = False) -> Union[Iterable[bytes], "_Serving"]:
+        """A plain response as HTTP; a 101 one checked (J2, J6) and set up to serve
+        (``leave``: outside the request's greenlet where the server allows it, as
+        :func:`_leave_pywsgi` says)."""
         if response.web_socket is None:
             return _plain(response, start_response)
         if (request.headers.get("Upgrade") or "").lower() != "websocket":
@@ -164,10 +170,11 @@ class WebSocketApp:
         refusal = self._refuse_handshake(request)
         if refusal is not None:
             return _plain(refusal, start_response)
-        return self._upgrade(request, response, environ, start_response)
+        return self._upgrade(request, response, environ, start_response, leave)
 
     def _upgrade(self, request: Request, response: Response, environ: dict[str, Any],
-                 start_response: StartResponse) -> Union[Iterable[bytes], "_Serving"]:
+                 start_response: StartResponse,
+                 leave: bool) -> Union[Iterable[bytes], "_Serving"]:
         """Set up the connection for a 101 ``response``.
 
         :returns: what serves it (its ``run()`` gives the WSGI result), or the WSGI
@@ -195,11 +202,12 @@ class WebSocketApp:
             _send_quietly(sock, head)
             _linger(sock, self.connection_options.close_timeout)
             return ServedUpgrade(start_response)
+        left = _leave_pywsgi(start_response, sock) if leave else None
         codec = WireCodec(False, deflate, self.max_message_size)
-        connection = Connection(sock, partner, codec, self.connection_options)
-        _send_quietly(sock, head)  # if it fails, the reader sees the dead socket: a drop
+        connection = Connection(left or sock, partner, codec, self.connection_options)
+        _send_quietly(connection.sock, head)  # if it fails, the reader sees a drop
         end._couple(partner, connection, connection.replay)
-        return _Serving(connection, early, start_response)
+        return _Serving(connection, early, start_response, left is not None)
 
     def _handshake_head(self, request: Request, response: Response,
                         extension: Optional[str]) -> bytes:
@@ -285,25 +293,42 @@ class ServedUpgrade:
 
 
 class _Serving:
-    """An upgraded connection, ready to be served in the request's greenlet or thread.
+    """An upgraded connection, ready to be served in the request's greenlet or thread
+    (or ``apart``, in a greenlet of its own).
 
     Small on purpose: it stays alive, as the caller's reference, for as long as the
     connection; and ``run()`` is a method call, which keeps the interpreter from nesting
     (the C stack a parked greenlet keeps is copied to the heap).
     """
 
-    __slots__ = ("connection", "early", "start_response")
+    __slots__ = ("connection", "early", "start_response", "apart")
 
     def __init__(self, connection: Connection, early: bytes,
-                 start_response: StartResponse) -> None:
+                 start_response: StartResponse, apart: bool) -> None:
         self.connection = connection
         self.early = early
         self.start_response = start_response
+        self.apart = apart
 
     def run(self) -> Iterable[bytes]:
-        """Serve the connection until it ends; returns the WSGI result."""
-        self.connection.run(self.early)
+        """Serve the connection until it ends (or, ``apart``, start serving it in a
+        greenlet of its own); returns the WSGI result."""
+        if self.apart:
+            _runtime.spawn_bare(_serve_apart, self.connection, self.early)
+        else:
+            self.connection.run(self.early)
         return ServedUpgrade(self.start_response)
+
+
+def _serve_apart(connection: Connection, early: bytes) -> None:
+    """Serve a connection taken from its server (:func:`_leave_pywsgi`): its socket is
+    ours to close."""
+    try:
+        connection.run(early)
+    except Exception:  # pragma: no cover - run() handles what the network does
+        log.exception("serving a WebSocket connection failed")
+    finally:
+        connection.sock.close()
 
 
 def take_socket(environ: dict[str, Any]) -> Optional[tuple[socket.socket, bytes]]:
@@ -323,6 +348,33 @@ def take_socket(environ: dict[str, Any]) -> Optional[tuple[socket.socket, bytes]
     if sock is None:
         return None
     return sock, _buffered_read_ahead(stream, sock)
+
+
+def _leave_pywsgi(start_response: StartResponse,
+                  sock: socket.socket) -> Optional[socket.socket]:
+    """Take ``sock`` from gevent's pywsgi for good, so that the request's greenlet can
+    end while the connection is served in a greenlet of its own.
+
+    A parked request greenlet keeps its C stack, pywsgi's handler, the parsed headers and
+    the environ: about 5 KiB per idle connection.  Only under a server that spawns a
+    greenlet per connection without a pool (a pool's size bounds the connections, and
+    stays the bound when they are served in place), and only for the handler's own
+    plain socket.  Its descriptor moves to a new socket object: what pywsgi does with the old
+    one when the request ends (a last read, a close) then touches nothing.
+
+    :returns: a socket owning the connection's descriptor, or ``None`` to serve in place.
+    """
+    pywsgi = sys.modules.get("gevent.pywsgi")
+    handler = getattr(start_response, "__self__", None)
+    if pywsgi is None or not _runtime.using_gevent() \
+            or not isinstance(handler, pywsgi.WSGIHandler) \
+            or getattr(handler.server, "pool", True) is not None \
+            or handler.socket is not sock or type(sock) is not _runtime.gevent_socket_class():
+        return None  # (a TLS socket's state cannot move with its descriptor)
+    timeout = sock.gettimeout()
+    owned: socket.socket = type(sock)(sock.family, sock.type, sock.proto, sock.detach())
+    owned.settimeout(timeout)
+    return owned
 
 
 def _release_reader(environ: dict[str, Any]) -> None:

@@ -1,6 +1,7 @@
 """Small WSGI apps the server tests run (imported by server processes).
 
-``echo`` is the plainest echo server.  ``matrix`` serves every behaviour the matrix and
+``echo`` is the plainest echo server; ``context_echo`` answers from a context variable
+its handler set.  ``matrix`` serves every behaviour the matrix and
 leak tests need, selected by path, in the manner of a test Worker:
 
 * ``/ws/<behaviour>?id=<id>&...`` upgrades (``echo``, ``wsclose``, ``flood``,
@@ -16,6 +17,7 @@ leak tests need, selected by path, in the manner of a test Worker:
 
 from __future__ import annotations
 
+import contextvars
 import gc
 import json
 import os
@@ -38,6 +40,22 @@ def echo_handler(request):
 
 
 echo = websocket_app(echo_handler)
+
+#: Set by the handler; the listeners answer with what they see of it.
+REQUEST_PATH: "contextvars.ContextVar[str]" = contextvars.ContextVar("request_path")
+
+
+def context_echo_handler(request):
+    """Echo each message behind the request path the handler put in a context variable."""
+    REQUEST_PATH.set(urlsplit(request.url).path)
+    client, server = WebSocketPair()
+    server.accept()
+    server.add_event_listener(
+        "message", lambda event: server.send(REQUEST_PATH.get("unset") + " " + event.data))
+    return Response(None, status=101, web_socket=client)
+
+
+context_echo = websocket_app(context_echo_handler)
 
 # -- the matrix app -------------------------------------------------------------------------
 
