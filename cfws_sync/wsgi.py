@@ -275,11 +275,12 @@ def serving_app(app: Any) -> Optional[WebSocketApp]:
 class ServedUpgrade:
     """The WSGI result after an upgrade: the server must write nothing more.
 
-    By then the connection is closed.  The result reports a ``101`` status (for the
-    server's access log), and its iteration raises ``BrokenPipeError``, which gevent's
-    pywsgi, gunicorn and Werkzeug all take as a client that went away: they stop there
-    without writing (otherwise gunicorn and pywsgi would send a response head of their
-    own, and Werkzeug ``HTTP/1.1 200 OK``), and pywsgi reads no next request.
+    By then the connection is closed (or served apart, and no longer the server's).  The
+    result reports a ``101`` status (for the server's access log), and its iteration
+    raises ``BrokenPipeError``, which gevent's pywsgi, gunicorn and Werkzeug all take as a
+    client that went away: they stop there without writing (otherwise gunicorn and pywsgi
+    would send a response head of their own, and Werkzeug ``HTTP/1.1 200 OK``), and
+    pywsgi reads no next request.
     """
 
     def __init__(self, start_response: StartResponse) -> None:

@@ -2,9 +2,9 @@
 
 Not a usable server.  It does the least WebSocket work a benchmark client accepts (the
 101, unmasking and echoing whole frames, answering a Close) in a few lines over the
-socket pywsgi hands an upgrade request, with no checks at all.  What it costs per
-connection (memory, connection rate) is what gevent pywsgi itself costs; a library on
-pywsgi can only add to it.
+socket pywsgi hands an upgrade request, with no checks at all, in the request's own
+greenlet.  What it costs per connection (memory, connection rate) is what gevent pywsgi
+itself costs when a connection is served that way.
 """
 
 import base64
