@@ -357,18 +357,20 @@ def _leave_pywsgi(start_response: StartResponse,
     end while the connection is served in a greenlet of its own.
 
     A parked request greenlet keeps its C stack, pywsgi's handler, the parsed headers and
-    the environ: about 5 KiB per idle connection.  Only under a server that spawns a
+    the environ: about 6 KiB per idle connection.  Only under a server that spawns a
     greenlet per connection without a pool (a pool's size bounds the connections, and
-    stays the bound when they are served in place), and only for the handler's own
-    plain socket.  Its descriptor moves to a new socket object: what pywsgi does with the old
-    one when the request ends (a last read, a close) then touches nothing.
+    stays the bound when they are served in place), only with pywsgi's own handler
+    class (a subclass may still use the socket after the request), and only for the
+    handler's own plain socket.  Its descriptor moves to a new socket object: what
+    pywsgi does with the old one when the request ends (a last read, a close) then
+    touches nothing.
 
     :returns: a socket owning the connection's descriptor, or ``None`` to serve in place.
     """
     pywsgi = sys.modules.get("gevent.pywsgi")
-    handler = getattr(start_response, "__self__", None)
+    handler: Any = getattr(start_response, "__self__", None)
     if pywsgi is None or not _runtime.using_gevent() \
-            or not isinstance(handler, pywsgi.WSGIHandler) \
+            or type(handler) is not pywsgi.WSGIHandler \
             or getattr(handler.server, "pool", True) is not None \
             or handler.socket is not sock or type(sock) is not _runtime.gevent_socket_class():
         return None  # (a TLS socket's state cannot move with its descriptor)

@@ -2,7 +2,8 @@
 ``python -m tests.serve KIND APP PORT [FD]``.
 
 KIND is ``gevent`` (pywsgi, monkey-patched), ``gevent-pool`` (the same, spawning into a
-pool of 100 greenlets) or ``werkzeug`` (threaded dev server);
+pool of 100 greenlets), ``gevent-handler`` (pywsgi with a subclass of its handler) or
+``werkzeug`` (threaded dev server);
 gunicorn is started by its own command line (see ``tests/servers.py``).  APP is
 ``module:attribute``.  With FD, the server accepts on that inherited listening socket
 (bound to PORT by the parent); otherwise it binds 127.0.0.1:PORT itself.
@@ -27,11 +28,13 @@ def main() -> None:
     app = getattr(importlib.import_module(module), attr)
     if kind.startswith("gevent"):
         from gevent.pool import Pool
-        from gevent.pywsgi import WSGIServer
+        from gevent.pywsgi import WSGIHandler, WSGIServer
 
         listener = socket.socket(fileno=fd) if fd is not None else ("127.0.0.1", port)
         spawn = Pool(100) if kind == "gevent-pool" else "default"
-        WSGIServer(listener, app, spawn=spawn).serve_forever()
+        handler = type("Handler", (WSGIHandler,), {}) if kind == "gevent-handler" \
+            else WSGIHandler
+        WSGIServer(listener, app, spawn=spawn, handler_class=handler).serve_forever()
     elif kind == "werkzeug":
         from werkzeug.serving import make_server
 

@@ -88,7 +88,7 @@ def server_command(kind: str, app: str, port: int, fd: Optional[int] = None) -> 
     if kind == "gunicorn-gthread":
         return [sys.executable, "-m", "gunicorn", "-k", "gthread", "--threads", "64"] \
             + common + [app]
-    if kind not in SERVER_KINDS + ("gevent-pool",):
+    if kind not in SERVER_KINDS + ("gevent-pool", "gevent-handler"):
         raise ValueError("unknown server kind %r" % kind)
     command = [sys.executable, "-m", "tests.serve", kind, app, str(port)]
     return command + [str(fd)] if fd is not None else command

@@ -5,7 +5,8 @@ connection's socket for good and serves it in a greenlet of its own, so the requ
 greenlet, its handler object, the parsed headers and the environ are freed at the
 handshake instead of being kept for the connection's life.  pywsgi writes its access
 log line when a request ends, which makes the move visible from outside.  Under a pool
-the connection stays in its request, so the pool's size still bounds the connections.
+the connection stays in its request, so the pool's size still bounds the connections;
+so it does with a subclass of pywsgi's handler, which may still use the socket.
 """
 
 from __future__ import annotations
@@ -50,9 +51,10 @@ def test_the_request_ends_at_the_handshake_and_the_connection_goes_on(tmp_path):
             close_cleanly(client)
 
 
-def test_a_pool_keeps_the_connection_in_its_request(tmp_path):
+@pytest.mark.parametrize("kind", ["gevent-pool", "gevent-handler"])
+def test_a_pool_or_a_handler_subclass_keeps_the_connection_in_its_request(tmp_path, kind):
     log_path = tmp_path / "server.log"
-    with running_server("gevent-pool", "tests.apps:echo", log_path=log_path) as server:
+    with running_server(kind, "tests.apps:echo", log_path=log_path) as server:
         with RawClient.open(server.port, "/ws", extra=make_frame(TEXT, b"early")) as client:
             assert client.recv().text == "early"
             assert not access_logged(log_path, 0.5)
