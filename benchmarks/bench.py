@@ -30,6 +30,7 @@ TARGETS = {  # name -> (script, extra arguments), or ("gunicorn", module:app)
     "cfws_sync": ("cfws_sync_server.py",),
     "flask-sock": ("flask_sock_server.py",),
     "websockets": ("websockets_server.py",),
+    "cfws_sync-apart": ("cfws_sync_server.py", "apart"),  # end_request_at_handshake
     "cfws_sync-werkzeug": ("cfws_sync_server.py", "werkzeug"),
     "flask-sock-werkzeug": ("flask_sock_server.py", "werkzeug"),
     "cfws_sync-gthread": ("gunicorn", "cfws_sync_server:app"),

@@ -4,9 +4,10 @@ For a 101 :class:`~cfws_sync.Response` carrying a pair end, the app validates th
 handshake (RULES J6), takes the connection's socket from the WSGI server, writes the 101
 itself, couples the other end to the connection, and serves it in the request's own
 greenlet or thread until the connection ends.  Then it hands the server a response that
-writes nothing, so nothing can land in the stream after the WebSocket (SPEC §5).  Under
-gevent's pywsgi without a pool, the connection is served in a greenlet of its own
-instead, and the request ends at the handshake (:func:`_leave_pywsgi`).
+writes nothing, so nothing can land in the stream after the WebSocket (SPEC §5).  With
+``end_request_at_handshake``, under gevent's pywsgi without a pool, the connection is
+served in a greenlet of its own instead, and the request ends at the handshake
+(:func:`_leave_pywsgi`).
 
 Taking the socket (:func:`take_socket`): gunicorn exposes it as ``gunicorn.socket``,
 Werkzeug as ``werkzeug.socket``, and gevent's pywsgi gives an upgrade request its raw
@@ -17,7 +18,8 @@ connection whatever the server does with its own reference.
 
 An idle connection keeps little: pywsgi's reader (and its 8 KiB buffer) is closed once
 its read-ahead is taken, the request, the response and the pair end returned in it are
-dropped before the connection is served, and under pywsgi nothing of the request stays.
+dropped before the connection is served; with ``end_request_at_handshake``, nothing
+of pywsgi's request stays.
 """
 
 from __future__ import annotations
@@ -74,7 +76,8 @@ class WebSocketApp:
                  subprotocols: Optional[Iterable[str]] = None,
                  compression: Optional[bool] = None, close_timeout: float = 10.0,
                  max_queue: int = 64 << 20, ping_interval: Optional[float] = None,
-                 ping_timeout: Optional[float] = None) -> None:
+                 ping_timeout: Optional[float] = None,
+                 end_request_at_handshake: bool = False) -> None:
         if not callable(handler):
             raise TypeError("handler must be callable: handler(request) -> Response")
         if isinstance(max_message_size, bool) or not isinstance(max_message_size, int) \
@@ -88,6 +91,7 @@ class WebSocketApp:
         self.compression = self.compat.compression if compression is None else compression
         self.connection_options = ConnectionOptions(close_timeout, max_queue,
                                                     ping_interval, ping_timeout)
+        self.end_request_at_handshake = bool(end_request_at_handshake)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         request = Request.from_environ(environ)
@@ -108,7 +112,8 @@ class WebSocketApp:
         if not isinstance(response, Response):
             log.error("handler returned %r, not a cfws_sync.Response", response)
             return _plain(Response("Internal Server Error", status=500), start_response)
-        served = self._answer(request, response, environ, start_response, leave=True)
+        served = self._answer(request, response, environ, start_response,
+                              self.end_request_at_handshake)
         del request, response, token  # a connection may last for hours: keep none alive
         return served.run() if isinstance(served, _Serving) else served
 
@@ -255,6 +260,13 @@ def websocket_app(handler: Handler, **options: Any) -> WSGIApp:
     :param ping_interval: seconds between keepalive pings; none by default (as workerd).
     :param ping_timeout: seconds to wait for any data after a ping before the peer is
         dropped (``close`` 1006); ``ping_interval`` by default.
+    :param end_request_at_handshake: under gevent's pywsgi with its default spawn (no
+        pool), end the WSGI request at the handshake and serve the connection in a
+        greenlet of its own, in a copy of the handler's context: an idle connection then
+        keeps about 6 KiB less (pywsgi's parked request: its greenlet, handler, headers
+        and environ).  Middleware around the app sees the request end at the handshake,
+        not when the connection closes.  Off by default, and ignored elsewhere (other
+        servers, a pool, a handler subclass, TLS): the request lasts the connection.
     :returns: a WSGI callable: the ``__call__`` of a :class:`WebSocketApp`, which a
         server calls as a plain Python function.  (Calling the instance itself would go
         through C, and every parked connection's greenlet would keep that deeper stack:

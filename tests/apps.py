@@ -1,7 +1,7 @@
 """Small WSGI apps the server tests run (imported by server processes).
 
-``echo`` is the plainest echo server; ``context_echo`` answers from a context variable
-its handler set.  ``matrix`` serves every behaviour the matrix and
+``echo`` is the plainest echo server (``echo_apart`` the same, ending the request at the
+handshake); ``context_echo`` answers from a context variable its handler set.  ``matrix`` serves every behaviour the matrix and
 leak tests need, selected by path, in the manner of a test Worker:
 
 * ``/ws/<behaviour>?id=<id>&...`` upgrades (``echo``, ``wsclose``, ``flood``,
@@ -40,6 +40,8 @@ def echo_handler(request):
 
 
 echo = websocket_app(echo_handler)
+#: The same, ending the WSGI request at the handshake where the server allows it.
+echo_apart = websocket_app(echo_handler, end_request_at_handshake=True)
 
 #: Set by the handler; the listeners answer with what they see of it.
 REQUEST_PATH: "contextvars.ContextVar[str]" = contextvars.ContextVar("request_path")
@@ -55,7 +57,7 @@ def context_echo_handler(request):
     return Response(None, status=101, web_socket=client)
 
 
-context_echo = websocket_app(context_echo_handler)
+context_echo = websocket_app(context_echo_handler, end_request_at_handshake=True)
 
 # -- the matrix app -------------------------------------------------------------------------
 

@@ -1,12 +1,13 @@
-"""gevent's pywsgi: an upgraded connection leaves the request's greenlet.
+"""``end_request_at_handshake``: under gevent's pywsgi, the request ends at the handshake.
 
-With pywsgi's default spawn (a greenlet per connection, no pool), the app takes the
+By default the WSGI request lasts as long as its connection.  With the option, under
+pywsgi's default spawn (a greenlet per connection, no pool), the app takes the
 connection's socket for good and serves it in a greenlet of its own, so the request's
 greenlet, its handler object, the parsed headers and the environ are freed at the
-handshake instead of being kept for the connection's life.  pywsgi writes its access
-log line when a request ends, which makes the move visible from outside.  Under a pool
-the connection stays in its request, so the pool's size still bounds the connections;
-so it does with a subclass of pywsgi's handler, which may still use the socket.
+handshake.  pywsgi writes its access log line when a request ends, which makes the
+difference visible from outside.  Under a pool the connection stays in its request, so
+the pool's size still bounds the connections; so it does with a subclass of pywsgi's
+handler (which may still use the socket), and on other servers.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from tests.servers import running_server
 
 
 def access_logged(log_path, seconds: float) -> bool:
-    """Whether pywsgi logged the upgrade request's end within ``seconds``."""
+    """Whether the server logged the upgrade request's end within ``seconds``."""
     deadline = time.monotonic() + seconds
     while True:
         if '" 101 ' in log_path.read_text(errors="replace"):
@@ -39,7 +40,7 @@ def close_cleanly(client: RawClient) -> None:
 
 def test_the_request_ends_at_the_handshake_and_the_connection_goes_on(tmp_path):
     log_path = tmp_path / "server.log"
-    with running_server("gevent", "tests.apps:echo", log_path=log_path) as server:
+    with running_server("gevent", "tests.apps:echo_apart", log_path=log_path) as server:
         # a frame right behind the request: pywsgi's reader holds it, and pywsgi must
         # not read the socket once its request ends
         with RawClient.open(server.port, "/ws", extra=make_frame(TEXT, b"early")) as client:
@@ -51,10 +52,14 @@ def test_the_request_ends_at_the_handshake_and_the_connection_goes_on(tmp_path):
             close_cleanly(client)
 
 
-@pytest.mark.parametrize("kind", ["gevent-pool", "gevent-handler"])
-def test_a_pool_or_a_handler_subclass_keeps_the_connection_in_its_request(tmp_path, kind):
+@pytest.mark.parametrize("kind, app", [
+    ("gevent", "echo"),  # the default
+    ("gevent-pool", "echo_apart"),
+    ("gevent-handler", "echo_apart"),
+])
+def test_otherwise_the_request_lasts_the_connection(tmp_path, kind, app):
     log_path = tmp_path / "server.log"
-    with running_server(kind, "tests.apps:echo", log_path=log_path) as server:
+    with running_server(kind, "tests.apps:" + app, log_path=log_path) as server:
         with RawClient.open(server.port, "/ws", extra=make_frame(TEXT, b"early")) as client:
             assert client.recv().text == "early"
             assert not access_logged(log_path, 0.5)
@@ -71,8 +76,8 @@ def test_listeners_see_the_handlers_context(kind):
             close_cleanly(client)
 
 
-def test_a_dropped_connection_frees_its_descriptor():
-    with running_server("gevent", "tests.apps:echo") as server:
+def test_a_connection_served_apart_frees_its_descriptor():
+    with running_server("gevent", "tests.apps:echo_apart") as server:
         fds = "/proc/%d/fd" % server.proc.pid
         with RawClient.open(server.port, "/ws") as warm:
             close_cleanly(warm)

@@ -1,7 +1,8 @@
-"""cfws_sync echo and broadcast server: ``python cfws_sync_server.py PORT [werkzeug]``
+"""cfws_sync echo and broadcast server: ``python cfws_sync_server.py PORT [werkzeug|apart]``
 
 On gevent pywsgi (monkey-patched) by default, or Werkzeug's threaded server; or as
 ``cfws_sync_server:app`` under a server of one's choice (gunicorn's gthread worker).
+``apart`` is gevent pywsgi with ``end_request_at_handshake=True``.
 """
 
 import sys
@@ -42,7 +43,7 @@ def handle(request):
     return Response(None, status=101, web_socket=client)
 
 
-app = websocket_app(handle)
+app = websocket_app(handle, end_request_at_handshake=sys.argv[2:] == ["apart"])
 
 if __name__ == "__main__":
     serve(app, THREADS)
