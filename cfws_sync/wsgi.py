@@ -266,7 +266,8 @@ def websocket_app(handler: Handler, **options: Any) -> WSGIApp:
         keeps about 6 KiB less (pywsgi's parked request: its greenlet, handler, headers
         and environ).  Middleware around the app sees the request end at the handshake,
         not when the connection closes.  Off by default, and ignored elsewhere (other
-        servers, a pool, a handler subclass, TLS): the request lasts the connection.
+        servers, a pool, a handler subclass, TLS, middleware that wraps
+        ``start_response``): there the request lasts the connection.
     :returns: a WSGI callable: the ``__call__`` of a :class:`WebSocketApp`, which a
         server calls as a plain Python function.  (Calling the instance itself would go
         through C, and every parked connection's greenlet would keep that deeper stack:
