@@ -1,8 +1,9 @@
 """Small WSGI apps the server tests run (imported by server processes).
 
 ``echo`` is the plainest echo server (``echo_apart`` the same, ending the request at the
-handshake); ``context_echo`` answers from a context variable its handler set.  ``matrix`` serves every behaviour the matrix and
-leak tests need, selected by path, in the manner of a test Worker:
+handshake); ``context_echo`` answers from a context variable its handler set.
+``matrix`` serves every behaviour the matrix and leak tests need, selected by path, in
+the manner of a test Worker:
 
 * ``/ws/<behaviour>?id=<id>&...`` upgrades (``echo``, ``wsclose``, ``flood``,
   ``ret_accepted``, ``ret_server``, ``ret_newws``); ``/plain/<behaviour>`` answers plain
