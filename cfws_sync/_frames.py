@@ -242,8 +242,8 @@ class WireCodec:
                 if end - pos < head or first > 0x82:
                     break
                 (size,) = _U64.unpack_from(data, pos + 2)
-                if size < 65536 or size > budget:
-                    break
+                if size < 65536:
+                    break  # not the minimal length: the general path fails it
             elif end - pos < head:
                 break
             if size > budget:

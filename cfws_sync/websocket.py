@@ -267,15 +267,16 @@ class WebSocket:
     def _post(self, item: Inbound, inline: bool = False) -> None:
         """Queue an inbound item; pump now (``inline``, the reader's own call) or soon."""
         with self._mailbox_lock:
-            if self._pumping or not self._machine.accepted or self._mailbox or not inline:
+            idle = not self._pumping and self._machine.accepted
+            first: Optional[Inbound] = item
+            if not (idle and inline and not self._mailbox):
                 if self._mailbox is None:
                     self._mailbox = collections.deque()
                 self._mailbox.append(item)
-                if self._pumping or not self._machine.accepted:
+                if not idle:
                     return
-                first: Optional[Inbound] = None
-            else:
-                first = item  # the common case: straight to dispatch, no queueing
+                first = None
+            # else the common case: straight to dispatch, no queueing
             self._pumping = True
         if inline:
             self._pump(first)

@@ -19,6 +19,7 @@ import pytest
 
 from tests.rawclient import TEXT, RawClient, make_frame
 from tests.servers import running_server
+from tests.test_wsgi import close_cleanly
 
 
 def access_logged(log_path, seconds: float) -> bool:
@@ -30,12 +31,6 @@ def access_logged(log_path, seconds: float) -> bool:
         if time.monotonic() > deadline:
             return False
         time.sleep(0.05)
-
-
-def close_cleanly(client: RawClient) -> None:
-    client.close(1000)
-    assert client.recv().close_code == 1000
-    client.expect_eof()
 
 
 def test_the_request_ends_at_the_handshake_and_the_connection_goes_on(tmp_path):

@@ -80,11 +80,16 @@ def serve_in_thread(app, environ):
     return thread, result
 
 
-def finish(peer, thread):
-    """Close from the peer, see the echo and our EOF, and wait for the app to return."""
+def close_cleanly(peer):
+    """Close from the peer, and see the echo and our EOF."""
     peer.close(1000)
     assert peer.recv().close_code == 1000
     peer.expect_eof()
+
+
+def finish(peer, thread):
+    """Close from the peer, see the echo and our EOF, and wait for the app to return."""
+    close_cleanly(peer)
     peer.abort()
     thread.join(5)
     assert not thread.is_alive()
