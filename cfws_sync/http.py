@@ -33,6 +33,7 @@ _CLONE_101 = "Cannot clone a response to a WebSocket handshake."
 # WSGI environ key -> header name, for the names clients send (bounded: names are theirs)
 _HEADER_NAMES: dict[str, str] = {}
 _HEADER_NAMES_KEPT = 256
+_CONTENT_KEYS = ("CONTENT_TYPE", "CONTENT_LENGTH")
 _PATH_SAFE = "/:@!$&'()*+,;=~-._%"
 # What quote(path, safe=_PATH_SAFE) leaves as it is.
 _URL_SAFE = re.compile(r"[A-Za-z0-9/:@!$&'()*+,;=~._%-]*\Z").match
@@ -44,18 +45,61 @@ class Headers:
     :param init: a mapping, ``(name, value)`` pairs, or another ``Headers``.
     """
 
-    __slots__ = ("_items", "_names")
+    __slots__ = ("_items", "_names", "_environ")
 
     def __init__(self, init: HeadersInit = None) -> None:
         self._items: list[tuple[str, str]] = []
         self._names: list[str] = []  # the names of ``_items`` lowercased, for lookups
+        # A WSGI environ whose headers these are, not yet copied into ``_items``: a
+        # handler usually reads a few by name, which a lookup in the environ answers.
+        self._environ: Optional[dict[str, Any]] = None
         if init is None:
             return
         pairs = init.items() if isinstance(init, (Mapping, Headers)) else init
         self._extend([(str(name), str(value)) for name, value in pairs])
 
+    @classmethod
+    def _of_environ(cls, environ: dict[str, Any]) -> "Headers":
+        """The headers of a WSGI request, read from ``environ`` until first changed or
+        listed."""
+        headers = cls()
+        headers._environ = environ
+        return headers
+
+    def _copy_environ(self) -> None:
+        """Copy the headers out of the environ, before a change or a listing."""
+        environ, self._environ = self._environ, None
+        if environ is None:
+            return
+        names = _HEADER_NAMES
+        for key, value in environ.items():
+            if key[:5] == "HTTP_":
+                name = names.get(key)
+                if name is None:
+                    name = key[5:].replace("_", "-").title()
+                    if len(names) < _HEADER_NAMES_KEPT:
+                        names[key] = name
+                self._items.append((name, _checked(value if type(value) is str else str(value))))
+                self._names.append(name.lower())
+        for key, name in (("CONTENT_TYPE", "Content-Type"), ("CONTENT_LENGTH", "Content-Length")):
+            value = environ.get(key)
+            if value:
+                self._items.append((name, _checked(str(value))))
+                self._names.append(name.lower())
+
     def get(self, name: str, default: Optional[str] = None) -> Optional[str]:
         """The value of ``name`` (repeated values joined by ``", "``), or ``default``."""
+        environ = self._environ
+        if environ is not None:
+            key = name.upper().replace("-", "_")
+            if key not in _CONTENT_KEYS:  # those two have no HTTP_ prefix: copy them
+                if "_" in name:
+                    return default  # no header name read from an environ has one
+                value = environ.get("HTTP_" + key)
+                if value is None:
+                    return default
+                return _checked(value if type(value) is str else str(value))
+            self._copy_environ()
         key = name.lower()
         names = self._names
         if key not in names:
@@ -66,6 +110,7 @@ class Headers:
 
     def get_all(self, name: str) -> list[str]:
         """Every value of ``name``, in order."""
+        self._copy_environ()
         key = name.lower()
         return [v for k, (_, v) in zip(self._names, self._items) if k == key]
 
@@ -84,14 +129,14 @@ class Headers:
 
     def _extend(self, pairs: list[tuple[str, str]]) -> None:
         """Add ``(name, value)`` pairs of ``str``, checked as :meth:`append` does."""
-        text = "".join([name + value for name, value in pairs])
-        if "\r" in text or "\n" in text or "\0" in text:
-            raise TypeError("header names and values must not contain CR, LF or NUL")
+        self._copy_environ()
+        _checked("".join([name + value for name, value in pairs]))
         self._items.extend(pairs)
         self._names.extend([name.lower() for name, _ in pairs])
 
     def delete(self, name: str) -> None:
         """Remove ``name``."""
+        self._copy_environ()
         key = name.lower()
         kept = [(k, item) for k, item in zip(self._names, self._items) if k != key]
         self._names = [k for k, _ in kept]
@@ -103,6 +148,7 @@ class Headers:
 
     def keys(self) -> list[str]:
         """The distinct names, lowercased, in first-seen order."""
+        self._copy_environ()
         seen: dict[str, None] = {}
         for k in self._names:
             seen.setdefault(k, None)
@@ -110,10 +156,11 @@ class Headers:
 
     def raw_items(self) -> list[tuple[str, str]]:
         """The pairs as added, names' case kept and repeats kept."""
+        self._copy_environ()
         return list(self._items)
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._names
+        return isinstance(name, str) and self.get(name) is not None
 
     def __getitem__(self, name: str) -> str:
         value = self.get(name)
@@ -132,6 +179,13 @@ class Headers:
 
     def __repr__(self) -> str:
         return "Headers(%r)" % (self.items(),)
+
+
+def _checked(text: str) -> str:
+    """``text``, which is a header name or value; refused with CR, LF or NUL in it."""
+    if "\r" in text or "\n" in text or "\0" in text:
+        raise TypeError("header names and values must not contain CR, LF or NUL")
+    return text
 
 
 def _body_bytes(body: Body) -> Optional[bytes]:
@@ -201,22 +255,7 @@ class Request(_Body):
     @classmethod
     def from_environ(cls, environ: dict[str, Any]) -> "Request":
         """Build the request a WSGI server passed in; the body is read on first use."""
-        items = []
-        names = _HEADER_NAMES
-        for key, value in environ.items():
-            if key[:5] == "HTTP_":
-                name = names.get(key)
-                if name is None:
-                    name = key[5:].replace("_", "-").title()
-                    if len(names) < _HEADER_NAMES_KEPT:
-                        names[key] = name
-                items.append((name, value if type(value) is str else str(value)))
-        for key, name in (("CONTENT_TYPE", "Content-Type"), ("CONTENT_LENGTH", "Content-Length")):
-            value = environ.get(key)
-            if value:
-                items.append((name, str(value)))
-        headers = Headers()
-        headers._extend(items)
+        headers = Headers._of_environ(environ)
         request = cls(_url_of(environ), environ.get("REQUEST_METHOD", "GET"), headers,
                       environ=environ)
         request._body = None

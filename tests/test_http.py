@@ -228,5 +228,28 @@ def test_request_header_names_stay_the_same_from_request_to_request():
 
 
 def test_request_header_with_nul_from_the_server_is_refused():
+    request = Request.from_environ({"REQUEST_METHOD": "GET", "HTTP_HOST": "h", "HTTP_X": "a\0b"})
+    assert request.headers.get("Host") == "h"
     with pytest.raises(TypeError):
-        Request.from_environ({"REQUEST_METHOD": "GET", "HTTP_HOST": "h", "HTTP_X": "a\0b"})
+        request.headers.get("X")
+    with pytest.raises(TypeError):
+        request.headers.items()
+
+
+def test_request_headers_read_from_the_environ_answer_as_copied_ones():
+    environ = {"REQUEST_METHOD": "GET", "HTTP_HOST": "h", "HTTP_X_CUSTOM_THING": "1",
+               "HTTP_ACCEPT": "a, b", "HTTP_NUMBER": 7, "CONTENT_TYPE": "text/plain",
+               "CONTENT_LENGTH": ""}
+    names = ["host", "X-Custom-Thing", "x_custom_thing", "ACCEPT", "number", "content-type",
+             "Content-Length", "missing"]
+    copied = Headers(Request.from_environ(environ).headers.raw_items())
+    for name in names:  # each lookup on a fresh request, before anything is copied
+        assert Request.from_environ(environ).headers.get(name, "-") == copied.get(name, "-")
+        assert (name in Request.from_environ(environ).headers) == (name in copied)
+    assert copied.get("number") == "7" and copied.get("x_custom_thing") is None
+    headers = Request.from_environ(environ).headers
+    headers.set("Host", "other")
+    headers.append("X-New", "2")
+    assert headers.get("host") == "other" and headers.get("x-new") == "2"
+    assert headers.get("accept") == "a, b" and environ["HTTP_HOST"] == "h"
+    assert len(headers) == len(copied) + 1
