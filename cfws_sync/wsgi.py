@@ -428,17 +428,38 @@ def _buffered_read_ahead(stream: Any, sock: socket.socket) -> bytes:
     peek = getattr(stream, "peek", None)
     if peek is None:
         return b""
-    timeout = sock.gettimeout()
-    sock.settimeout(0.0)  # peek on an empty buffer would read the socket: make that fail
-    try:
-        data = peek()
-    except OSError:
-        data = b""
-    finally:
-        sock.settimeout(timeout)
+    raw = getattr(stream, "raw", None)
+    if type(raw) is socket.SocketIO and getattr(raw, "_sock", None) is sock:
+        # Only the buffer is wanted: a refill of an empty one reads nothing (rather than
+        # a failed read of the socket, and its exceptions, on every connection).
+        raw._sock = _NOTHING_TO_READ  # type: ignore[attr-defined]
+        try:
+            data = peek()
+        finally:
+            raw._sock = sock  # type: ignore[attr-defined]
+    else:
+        timeout = sock.gettimeout()
+        sock.settimeout(0.0)  # peek on an empty buffer would read the socket: make that fail
+        try:
+            data = peek()
+        except OSError:
+            data = b""
+        finally:
+            sock.settimeout(timeout)
     if data:
         stream.read(len(data))
     return data or b""
+
+
+class _NothingToRead:
+    """Stands in for the socket under a reader whose buffer is being emptied."""
+
+    @staticmethod
+    def recv_into(buffer: Any, *args: Any) -> int:
+        return 0
+
+
+_NOTHING_TO_READ = _NothingToRead()
 
 
 def _refusal(status: int, text: str, headers: Optional[dict[str, str]] = None) -> Response:
