@@ -98,7 +98,7 @@ class Connection:
     # Slots: thousands of idle connections each keep one.
     __slots__ = ("sock", "end", "codec", "options", "_raw", "_flags", "_wlock", "_queue",
                  "_queued", "_draining", "_finishing", "_failed", "_closed_out", "_dead",
-                 "_timer", "_ended", "_drained", "_last_read")
+                 "_timer", "_ended", "_drained", "_last_read", "_output_shut")
 
     def __init__(self, sock: socket.socket, end: Any, codec: WireCodec,
                  options: Optional[ConnectionOptions] = None) -> None:
@@ -122,6 +122,7 @@ class Connection:
         self._drained = threading.Event()  # no drain task is running
         self._drained.set()
         self._last_read = time.monotonic()
+        self._output_shut = False  # our FIN was sent
 
     # -- the Link side: may be called with the end's lock held; never blocks ---------------
 
@@ -167,6 +168,7 @@ class Connection:
         keepalive = self.options.ping_interval is not None
         if keepalive:
             _runtime.spawn(self._keepalive)
+        count = 0
         try:
             count = len(initial)
             events = codec.receive(initial) if count else []
@@ -204,7 +206,7 @@ class Connection:
                 # RULES E5: a peer still writing when the connection fails gets a reset,
                 # as from workerd, which closes with its payload unread.
                 _reset(self.sock)
-            else:
+            elif count or not self._output_shut:  # (both ways shut: nothing left to do)
                 _shutdown(self.sock, socket.SHUT_RDWR)
 
     def _flush_if_clean(self) -> None:
@@ -326,6 +328,7 @@ class Connection:
     def _end_output(self) -> None:
         """Everything is written: send FIN, and give the peer ``close_timeout`` to close."""
         _shutdown(self.sock, socket.SHUT_WR)
+        self._output_shut = True
         if not self._ended.is_set():
             self._arm(self.options.close_timeout, self._cut)
 
