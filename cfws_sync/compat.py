@@ -86,7 +86,8 @@ class Compatibility:
                 )
             name, value = _FLAGS[flag]
             settings[name] = value
-        return cls(**settings)
+        resolved = cls(**settings)
+        return _NEWEST if resolved == _NEWEST else resolved  # one object: ``is`` finds it
 
     @property
     def default_binary_type(self) -> str:

@@ -100,7 +100,10 @@ class WebSocketApp:
             refusal = self._refuse_origin(request)
             if refusal is not None:
                 return _plain(refusal, start_response)
-        token = _current.set(self.compat)
+        # The app's compatibility for the handler's sockets: a greenlet that sets a
+        # context variable gets a context of its own, kept as long as the connection,
+        # so it is set only when it differs.
+        token = _current.set(self.compat) if _current.get() is not self.compat else None
         try:
             with _runtime.in_turn():
                 response = self.handler(request)
@@ -108,7 +111,8 @@ class WebSocketApp:
             log.exception("handler raised for %s %s", request.method, request.url)
             return _plain(Response("Internal Server Error", status=500), start_response)
         finally:
-            _current.reset(token)
+            if token is not None:
+                _current.reset(token)
         if not isinstance(response, Response):
             log.error("handler returned %r, not a cfws_sync.Response", response)
             return _plain(Response("Internal Server Error", status=500), start_response)

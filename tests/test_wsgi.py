@@ -297,3 +297,26 @@ def test_options_are_checked(options, error):
 def test_handler_must_be_callable():
     with pytest.raises(TypeError):
         websocket_app("not a function")
+
+
+def test_handler_runs_under_the_apps_compatibility_whatever_the_caller_runs_under():
+    from werkzeug.test import EnvironBuilder
+
+    from cfws_sync.compat import Compatibility, compatibility, current_compatibility
+
+    seen = []
+
+    def handle(request):
+        seen.append(current_compatibility())
+        return Response("ok")
+
+    newest = websocket_app(handle)
+    legacy = websocket_app(handle, compatibility_date="2025-06-01")
+    with compatibility(date="2025-06-01"):
+        newest(EnvironBuilder("/").get_environ(), lambda *args: None)
+    with compatibility(flags=["pedantic_wpt"]):
+        legacy(EnvironBuilder("/").get_environ(), lambda *args: None)
+    newest(EnvironBuilder("/").get_environ(), lambda *args: None)
+    assert seen == [Compatibility.resolve(), Compatibility.resolve("2025-06-01"),
+                    Compatibility.resolve()]
+    assert current_compatibility() is Compatibility.resolve()  # nothing left set
