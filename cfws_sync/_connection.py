@@ -162,8 +162,9 @@ class Connection:
 
         :param initial: bytes already read from the socket (read ahead by the server).
         """
-        recv, recv_into = self.sock.recv, self.sock.recv_into
-        codec, post = self.codec, self.end._post
+        # (No bound methods kept in locals: a parked reader's frame would keep them,
+        # 64 bytes each, for as long as the connection is idle.)
+        sock, codec, end = self.sock, self.codec, self.end
         share = _runtime.fair_yield()
         keepalive = self.options.ping_interval is not None
         if keepalive:
@@ -174,17 +175,17 @@ class Connection:
             events = codec.receive(initial) if count else []
             while True:
                 if events:
-                    self._received(events, post)
+                    self._received(events, end._post)
                     if self._failed:
                         break  # RFC 6455 §7.1.7: a failure ends TCP at once
                 if count and share is not None and not codec.finished:
                     share()  # other connections get a turn before we read again
                 try:
                     if codec.pending_size >= READ_SIZE:  # a large frame: read it in place
-                        count = recv_into(codec.pending_view())
+                        count = sock.recv_into(codec.pending_view())
                         events = codec.received_into(count) if count else []
                     else:
-                        data = recv(READ_SIZE)
+                        data = sock.recv(READ_SIZE)
                         count = len(data)
                         # B9, L2: after a Close, read but ignore
                         events = codec.receive(data) if count else []
@@ -201,7 +202,7 @@ class Connection:
                 self._queue = None
             self._ended.set()
             self._disarm()
-            post(Gone(), True)  # H1: a drop; ignored after a clean close
+            end._post(Gone(), True)  # H1: a drop; ignored after a clean close
             if self._failed and _unread(self.sock):
                 # RULES E5: a peer still writing when the connection fails gets a reset,
                 # as from workerd, which closes with its payload unread.
