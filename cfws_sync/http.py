@@ -33,7 +33,8 @@ _CLONE_101 = "Cannot clone a response to a WebSocket handshake."
 # WSGI environ key -> header name, for the names clients send (bounded: names are theirs)
 _HEADER_NAMES: dict[str, str] = {}
 _HEADER_NAMES_KEPT = 256
-_CONTENT_KEYS = ("CONTENT_TYPE", "CONTENT_LENGTH")
+# The two headers a WSGI environ holds without the HTTP_ prefix
+_CONTENT_HEADERS = {"CONTENT_TYPE": "Content-Type", "CONTENT_LENGTH": "Content-Length"}
 _PATH_SAFE = "/:@!$&'()*+,;=~-._%"
 # What quote(path, safe=_PATH_SAFE) leaves as it is.
 _URL_SAFE = re.compile(r"[A-Za-z0-9/:@!$&'()*+,;=~._%-]*\Z").match
@@ -72,6 +73,7 @@ class Headers:
         if environ is None:
             return
         names = _HEADER_NAMES
+        pairs = []
         for key, value in environ.items():
             if key[:5] == "HTTP_":
                 name = names.get(key)
@@ -79,20 +81,19 @@ class Headers:
                     name = key[5:].replace("_", "-").title()
                     if len(names) < _HEADER_NAMES_KEPT:
                         names[key] = name
-                self._items.append((name, _checked(value if type(value) is str else str(value))))
-                self._names.append(name.lower())
-        for key, name in (("CONTENT_TYPE", "Content-Type"), ("CONTENT_LENGTH", "Content-Length")):
-            value = environ.get(key)
-            if value:
-                self._items.append((name, _checked(str(value))))
-                self._names.append(name.lower())
+                pairs.append((name, value))
+        pairs += [(name, environ[key]) for key, name in _CONTENT_HEADERS.items()
+                  if environ.get(key)]
+        for name, value in pairs:
+            self._items.append((name, _checked(value if type(value) is str else str(value))))
+            self._names.append(name.lower())
 
     def get(self, name: str, default: Optional[str] = None) -> Optional[str]:
         """The value of ``name`` (repeated values joined by ``", "``), or ``default``."""
         environ = self._environ
         if environ is not None:
             key = name.upper().replace("-", "_")
-            if key not in _CONTENT_KEYS:  # those two have no HTTP_ prefix: copy them
+            if key not in _CONTENT_HEADERS:  # (for those two, copy the headers first)
                 if "_" in name:
                     return default  # no header name read from an environ has one
                 value = environ.get("HTTP_" + key)

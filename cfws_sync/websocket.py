@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Union
 from . import _inbox, _runtime, errors, signals
 from ._frames import Message, PeerClose
 from ._inbox import Inbox
-from ._protocol import READY_STATE, Gone, Inbound, Link, Machine, Phase, coerce_message, validate_close
+from ._protocol import (READY_STATE, Gone, Inbound, Link, Machine, Phase, coerce_message,
+                        validate_close)
 from .compat import Compatibility, current_compatibility
 from .events import ErrorEvent, Event
 
