@@ -169,9 +169,8 @@ class Connection:
         keepalive = self.options.ping_interval is not None
         if keepalive:
             _runtime.spawn(self._keepalive)
-        count = 0
+        count = len(initial)
         try:
-            count = len(initial)
             events = codec.receive(initial) if count else []
             while True:
                 if events:

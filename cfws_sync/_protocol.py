@@ -139,6 +139,11 @@ _ONLY_DISPATCH_MESSAGE = frozenset(
 _ONLY_FORWARD_SEND = frozenset(
     phase for (phase, what), (after, effects) in TRANSITIONS.items()
     if what is Input.SEND and after is phase and effects == Do.FORWARD)
+# The final phases that no inbound item changes (only send() and close() have rows there,
+# and none leads out): what arrives for an end in one is dropped unpumped (CLOSED, H1).
+IGNORES_INBOUND = frozenset(Phase) - frozenset(
+    phase for (phase, what), (after, _) in TRANSITIONS.items()
+    if what not in (Input.SEND, Input.CLOSE) or after is not phase)
 
 
 class Gone(NamedTuple):

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Union
 from . import _inbox, _runtime, errors, signals
 from ._frames import Message, PeerClose
 from ._inbox import Inbox
-from ._protocol import (READY_STATE, Gone, Inbound, Link, Machine, Phase, coerce_message,
-                        validate_close)
+from ._protocol import (IGNORES_INBOUND, READY_STATE, Inbound, Link, Machine, Phase,
+                        coerce_message, validate_close)
 from .compat import Compatibility, current_compatibility
 from .events import ErrorEvent, Event
 
@@ -267,8 +267,8 @@ class WebSocket:
 
     def _post(self, item: Inbound, inline: bool = False) -> None:
         """Queue an inbound item; pump now (``inline``, the reader's own call) or soon."""
-        if type(item) is Gone and self._machine.phase is Phase.CLOSED:
-            return  # H1: a drop after the end closed changes nothing (CLOSED is final)
+        if self._machine.phase in IGNORES_INBOUND:
+            return  # a final phase (read without the lock: it never changes again)
         with self._mailbox_lock:
             idle = not self._pumping and self._machine.accepted
             first: Optional[Inbound] = item

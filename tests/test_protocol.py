@@ -9,6 +9,7 @@ from cfws_sync import Blob, DOMException
 from cfws_sync import errors
 from cfws_sync._frames import Failure, Message, PeerClose
 from cfws_sync._protocol import (
+    IGNORES_INBOUND,
     READY_STATE,
     TRANSITIONS,
     ConnectFailed,
@@ -405,3 +406,15 @@ def test_K5_connect_failure_is_error_then_close_1006():
     assert (close.code, close.reason, close.was_clean) == (
         1006, "Failed to establish websocket connection", False)
     assert m.ready_state == 3
+
+
+def test_only_closed_drops_what_arrives_unpumped():
+    # An end drops inbound items in these phases without pumping them: only where the
+    # table would ignore every one of them, and no transition ever leaves.
+    assert IGNORES_INBOUND == {Phase.CLOSED}
+    machine = Machine(Compatibility.resolve())
+    machine.accept(None)
+    machine.receive(Gone(), None)
+    assert machine.phase is Phase.CLOSED
+    for item in (Message("late"), PeerClose(1000, ""), Gone(), Failure(1002, "x")):
+        assert machine.receive(item, None) == [] and machine.phase is Phase.CLOSED
