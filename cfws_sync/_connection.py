@@ -98,7 +98,8 @@ class Connection:
     # Slots: thousands of idle connections each keep one.
     __slots__ = ("sock", "end", "codec", "options", "_raw", "_flags", "_wlock", "_queue",
                  "_queued", "_draining", "_finishing", "_failed", "_closed_out", "_dead",
-                 "_timer", "_ended", "_drained", "_last_read", "_output_shut")
+                 "_timer", "_ended", "_keepalive_wake", "_drained", "_last_read",
+                 "_output_shut")
 
     def __init__(self, sock: socket.socket, end: Any, codec: WireCodec,
                  options: Optional[ConnectionOptions] = None) -> None:
@@ -118,9 +119,12 @@ class Connection:
         self._closed_out = False  # a Close frame was queued: no frame may follow it
         self._dead = False  # nothing more will be written
         self._timer: Optional[_runtime.Timer] = None
-        self._ended = threading.Event()  # the reader has ended
-        self._drained = threading.Event()  # no drain task is running
-        self._drained.set()
+        self._ended = False  # the reader has ended
+        # Set when the reader ends: what the keepalive task waits on (made if it runs).
+        self._keepalive_wake: Optional[threading.Event] = None
+        # Set once the running drain task has written the backlog; made for the first
+        # one (an idle socket, or one that never had a backlog, has none).
+        self._drained: Optional[threading.Event] = None
         self._last_read = time.monotonic()
         self._output_shut = False  # our FIN was sent
 
@@ -168,6 +172,7 @@ class Connection:
         share = _runtime.fair_yield()
         keepalive = self.options.ping_interval is not None
         if keepalive:
+            self._keepalive_wake = threading.Event()
             _runtime.spawn(self._keepalive)
         count = len(initial)
         try:
@@ -199,7 +204,9 @@ class Connection:
             with self._wlock:
                 self._dead = True
                 self._queue = None
-            self._ended.set()
+            self._ended = True
+            if self._keepalive_wake is not None:
+                self._keepalive_wake.set()
             self._disarm()
             end._post(Gone(), True)  # H1: a drop; ignored after a clean close
             if self._failed and _unread(self.sock):
@@ -214,8 +221,9 @@ class Connection:
         to reach a peer that sent its FIN right behind its Close."""
         with self._wlock:
             flushing = self._draining and not self._dead and self.codec.finished
-        if flushing:
-            self._drained.wait(self.options.close_timeout)
+            drained = self._drained
+        if flushing and drained is not None:
+            drained.wait(self.options.close_timeout)
 
     def _received(self, events: list[Any], post: Callable[[Any, bool], None]) -> None:
         """Act on what was read; a protocol failure is the last event acted on."""
@@ -252,7 +260,10 @@ class Connection:
             if 0 <= sent < size:
                 self._enqueue(data, sent)
                 self._draining = True
-                self._drained.clear()
+                if self._drained is None:
+                    self._drained = threading.Event()
+                else:
+                    self._drained.clear()
         if sent < 0:
             self._lost()
         elif sent < size:
@@ -295,7 +306,7 @@ class Connection:
                 if not self._queue or self._dead:
                     self._queue = None  # a burst's queue is not kept
                     self._draining = False
-                    self._drained.set()
+                    self._mark_drained()
                     finishing = self._finishing and not self._dead
                     break
                 chunk = self._next_chunk()
@@ -306,6 +317,11 @@ class Connection:
                 return
         if finishing:
             self._end_output()
+
+    def _mark_drained(self) -> None:
+        """No drain task runs any more (called with the write lock held)."""
+        if self._drained is not None:
+            self._drained.set()
 
     def _next_chunk(self) -> Union[bytes, memoryview]:
         """Take what to write next: small frames joined (fewer system calls), a large
@@ -329,7 +345,7 @@ class Connection:
         """Everything is written: send FIN, and give the peer ``close_timeout`` to close."""
         _shutdown(self.sock, socket.SHUT_WR)
         self._output_shut = True
-        if not self._ended.is_set():
+        if not self._ended:
             self._arm(self.options.close_timeout, self._cut)
 
     def _cut(self) -> None:
@@ -355,7 +371,7 @@ class Connection:
             self._dead = True
             self._queue = None
             self._draining = False
-            self._drained.set()
+            self._mark_drained()
         _shutdown(self.sock, socket.SHUT_RDWR)  # the reader sees it and reports the drop
 
     def _close_timed_out(self) -> None:
@@ -367,7 +383,7 @@ class Connection:
         previous, self._timer = self._timer, timer
         if previous is not None:
             previous.cancel()
-        if self._ended.is_set():
+        if self._ended:
             self._disarm()
 
     def _disarm(self) -> None:
@@ -379,7 +395,8 @@ class Connection:
         interval = self.options.ping_interval
         timeout = self.options.ping_timeout
         assert interval is not None and timeout is not None
-        ended = self._ended
+        ended = self._keepalive_wake
+        assert ended is not None
         while not ended.wait(interval):
             if self.codec.finished or self._closed_out:
                 return  # closing: the close timeout watches the peer now

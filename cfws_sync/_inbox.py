@@ -81,6 +81,9 @@ class Inbox:
     :param ws: the socket.
     """
 
+    __slots__ = ("ws", "limit", "_cond", "_messages", "size", "keep_unheard", "reading",
+                 "opened", "error", "closed", "failed")
+
     def __init__(self, ws: "WebSocket") -> None:
         self.ws = ws
         #: Unread message bytes to hold (``receive_buffer``).
