@@ -68,7 +68,8 @@ class Headers:
         return headers
 
     def _copy_environ(self) -> None:
-        """Copy the headers out of the environ, before a change or a listing."""
+        """Copy the headers out of the environ, before a change or a listing (until
+        then ``_items`` is empty: every change copies first)."""
         environ, self._environ = self._environ, None
         if environ is None:
             return
@@ -84,9 +85,9 @@ class Headers:
                 pairs.append((name, value))
         pairs += [(name, environ[key]) for key, name in _CONTENT_HEADERS.items()
                   if environ.get(key)]
-        for name, value in pairs:
-            self._items.append((name, _checked(value if type(value) is str else str(value))))
-            self._names.append(name.lower())
+        self._items = [(name, _checked(value if type(value) is str else str(value)))
+                       for name, value in pairs]
+        self._names = [name.lower() for name, _ in self._items]
 
     def get(self, name: str, default: Optional[str] = None) -> Optional[str]:
         """The value of ``name`` (repeated values joined by ``", "``), or ``default``."""
