@@ -69,7 +69,9 @@ class ConnectionClosed(NetworkError):
 # -- the inbox --------------------------------------------------------------------
 
 
-_MAKING = threading.Lock()  # makes an Inbox's condition, once
+# Makes an Inbox's condition, once; a leaf lock, as the close event takes it on
+# every socket.
+_MAKING = _runtime.leaf_lock()
 
 
 class Inbox:
