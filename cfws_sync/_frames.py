@@ -74,6 +74,9 @@ _RFC_REASONS = {
 INVALID_UTF8_TEXT = "Invalid UTF-8 in text message"
 INVALID_UTF8_REASON = "Invalid UTF-8 in Close reason"
 INVALID_CLOSE_CODE = "Received a Close frame with invalid code %d"
+#: What kj says of compressed data that does not inflate, and of a compressed
+#: continuation frame (workerd's n_deflate_* traces in tests/compat/extra).
+INVALID_COMPRESSED_DATA = "Invalid compressed data"
 
 
 def _sendable_close_code(code: int) -> bool:
@@ -439,6 +442,8 @@ class WireCodec:
             if opcode >= 8 and not first & 0x80:
                 return 1002, "Received fragmented control frame"
         text = str(exc.args[0]) if exc.args else "protocol error"
+        if text == "error in extension":  # permessage-deflate refused the frame
+            return 1002, INVALID_COMPRESSED_DATA
         return int(exc.code), _RFC_REASONS.get(text, text)
 
     # -- outgoing -------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import zlib
 
 import pytest
 
@@ -457,6 +458,53 @@ def test_N1_compression_option_off(server):
         assert "sec-websocket-extensions" not in c.handshake.headers
         c.text("plain " * 10)
         assert c.recv().rsv == 0
+
+
+def deflated(data: bytes) -> bytes:
+    """``data`` as one permessage-deflate message body (RFC 7692 §7.2.1)."""
+    compressor = zlib.compressobj(wbits=-15)
+    body = compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    return body[:-4]  # without the 00 00 ff ff tail
+
+
+def test_N1_control_frames_leave_a_compressed_message_alone(server):
+    # As workerd (the n_deflate_fragmented_with_ping and n_deflate_rsv1_* traces of
+    # tests/compat/extra), but the pongs and the Close carry their payloads exactly.
+    id = new_id()
+    with ws(server, "/ws/echo", {"Sec-WebSocket-Extensions": "permessage-deflate"}, id=id) as c:
+        text = b"fragmented and compressed, " * 4
+        body = deflated(text)
+        c.send(TEXT, body[:16], fin=False, rsv=4)
+        c.ping(b"mid")  # L1: answered between fragments
+        assert c.recv()[:2] == (PONG, b"mid")
+        c.send(CONT, body[16:])
+        reply = c.recv()
+        assert (reply.text, reply.rsv) == (text.decode(), 4)
+        c.ping(b"flagged", rsv=4)  # a compression bit on a control frame is ignored
+        assert c.recv()[:2] == (PONG, b"flagged")
+        c.send(PONG, b"flagged", rsv=4)
+        c.close(1000, "bye", rsv=4)
+        assert_close(c.recv(), 1000, b"bye")
+        c.expect_eof()
+    log = events(settled(server, id))
+    assert [e["ev"] for e in log] == ["message", "close"]
+    assert (log[1]["code"], log[1]["reason"]) == (1000, "bye")
+
+
+@pytest.mark.parametrize("frames", [
+    [make_frame(TEXT, b"\xff\xff\xff\xff\xfe\xfd garbage", rsv=4)],
+    [make_frame(TEXT, b"abc", fin=False), make_frame(CONT, b"def", rsv=4)],
+], ids=["does-not-inflate", "compressed-continuation"])
+def test_N1_invalid_compressed_data_fails_with_1002(server, frames):
+    # workerd's words (n_deflate_corrupt, n_deflate_rsv1_continuation in tests/compat/extra)
+    id = new_id()
+    with ws(server, "/ws/echo", {"Sec-WebSocket-Extensions": "permessage-deflate"}, id=id) as c:
+        c.send_raw(b"".join(frames))
+        assert_close(c.recv(), 1002, b"Invalid compressed data")
+        c.expect_eof()
+    assert events(settled(server, id, "error")) == [{"ev": "error", "rs": 3, "message": (
+        "Uncaught Error: WebSocket protocol error; protocolError.statusCode = 1002; "
+        "protocolError.description = Invalid compressed data")}]
 
 
 # -- J: the upgrade response ---------------------------------------------------------------
