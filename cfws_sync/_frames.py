@@ -19,8 +19,8 @@ import os
 import struct
 from typing import NamedTuple, Optional, Union, cast
 
-from wsproto.extensions import PerMessageDeflate
-from wsproto.frame_protocol import Frame, Opcode, ParseFailed, RsvBits
+from wsproto.extensions import Extension, PerMessageDeflate
+from wsproto.frame_protocol import CloseReason, Frame, Opcode, ParseFailed, RsvBits
 
 from ._deflate import BoundedDeflate
 from ._masking import Decoder, mask
@@ -133,6 +133,25 @@ def _joined(out: Outgoing) -> bytes:
 # frame is a function of the payload alone (RFC 6455 §5.1: no mask), so sending the same
 # object again (to every socket of a room, say) reuses it.
 _last_framed: tuple[object, Outgoing] = (None, b"")
+
+
+class _PingPongRsv1(Extension):
+    """Without permessage-deflate, kj reads a ping or pong whose RSV1 bit is set as if
+    the bit were clear (a Close or a data frame with it fails, RULES M4); wsproto would
+    fail them all.  (kj also appends four stray bytes to such a ping's pong: README,
+    difference 14.)"""
+
+    name = "cfws-ping-pong-rsv1"
+
+    def offer(self) -> bool:
+        return False
+
+    def frame_inbound_header(self, proto: object, opcode: Opcode, rsv: RsvBits,
+                             payload_length: int) -> Union[CloseReason, RsvBits]:
+        return RsvBits(opcode is Opcode.PING or opcode is Opcode.PONG, False, False)
+
+
+_PING_PONG_RSV1 = _PingPongRsv1()
 
 
 class WireCodec:
@@ -310,7 +329,8 @@ class WireCodec:
         nothing and no message is open."""
         decoder = self._decoder
         if decoder is None:
-            decoder = self._decoder = Decoder(self.client, [self.deflate] if self.deflate else [])
+            decoder = self._decoder = Decoder(
+                self.client, [self.deflate] if self.deflate else [_PING_PONG_RSV1])
         decoder.receive_bytes(data)
         try:
             while True:
@@ -428,19 +448,24 @@ class WireCodec:
         assert decoder is not None
         buffered = decoder.buffer.buffer
         if decoder.header is None and buffered:  # it failed on a frame header
+            # In kj's order, for a header with several faults (workerd's z_diff traces).
             first = buffered[0]
             opcode = first & 0x0F
-            if opcode not in _KNOWN_OPCODES:
-                return 1002, "Unknown opcode %d" % opcode
             if first & 0x30:
                 return 1002, "Received frame had RSV bits 2 or 3 set"
-            if first & 0x40 and self.deflate is None:
+            if opcode == 0 and self._opcode is None:
+                return 1002, "Unexpected continuation frame"
+            if 1 <= opcode <= 7 and self._opcode is not None:  # (3-7 are data to kj)
+                return 1002, "Missing continuation frame"
+            if opcode >= 8 and not first & 0x80:
+                return 1002, "Received fragmented control frame"
+            if first & 0x40 and self.deflate is None:  # (a ping or pong passes: below)
                 return 1002, (
                     "Received a WebSocket frame whose compression bit was set, but the "
                     "compression extension was not negotiated for this connection."
                 )
-            if opcode >= 8 and not first & 0x80:
-                return 1002, "Received fragmented control frame"
+            if opcode not in _KNOWN_OPCODES:
+                return 1002, "Unknown opcode %d" % opcode
         text = str(exc.args[0]) if exc.args else "protocol error"
         if text == "error in extension":  # permessage-deflate refused the frame
             return 1002, INVALID_COMPRESSED_DATA

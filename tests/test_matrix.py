@@ -384,8 +384,18 @@ RSV1_TEXT = ("Received a WebSocket frame whose compression bit was set, but the 
     ([make_frame(TEXT, b"a", fin=False), make_frame(TEXT, b"b")], 1002,
      "Missing continuation frame"),
     ([make_frame(PING, b"p", fin=False)], 1002, "Received fragmented control frame"),
+    ([make_frame(CLOSE, b"\x03\xe8", rsv=4)], 1002, RSV1_TEXT),
+    # A frame with several faults is worded as kj checks them: RSV2/3, then the
+    # fragmentation, then RSV1, then the opcode (workerd's differential-fuzz traces).
+    ([make_frame(11, b"x", rsv=2)], 1002, "Received frame had RSV bits 2 or 3 set"),
+    ([make_frame(11, b"x", fin=False, rsv=4)], 1002, "Received fragmented control frame"),
+    ([make_frame(11, b"x", rsv=4)], 1002, RSV1_TEXT),
+    ([make_frame(TEXT, b"a", fin=False), make_frame(3, b"b")], 1002,
+     "Missing continuation frame"),
+    ([make_frame(CONT, b"", rsv=4)], 1002, "Unexpected continuation frame"),
 ], ids=["op3", "op11", "rsv2", "rsv3", "rsv1", "unexpected-cont", "missing-cont",
-        "fragmented-ping"])
+        "fragmented-ping", "rsv1-close", "op11-rsv2", "op11-fragmented-rsv1", "op11-rsv1",
+        "op3-inside-a-message", "rsv1-unexpected-cont"])
 def test_M4_M5_protocol_errors(server, frames, code, reason):
     id = new_id()
     with ws(server, "/ws/echo", id=id) as c:
@@ -397,6 +407,22 @@ def test_M4_M5_protocol_errors(server, frames, code, reason):
     assert events(settled(server, id, "error")) == [{"ev": "error", "rs": 3, "message": (
         "Uncaught Error: WebSocket protocol error; protocolError.statusCode = %d; "
         "protocolError.description = %s" % (code, reason))}]
+
+
+def test_M4_a_compression_bit_on_a_ping_or_pong_is_ignored(server):
+    # workerd answers such a ping (appending four stray bytes to the pong: README
+    # difference 14) and ignores such a pong, compression negotiated or not.
+    id = new_id()
+    with ws(server, "/nocomp/ws/echo", id=id) as c:
+        c.ping(b"flagged", rsv=4)
+        assert c.recv()[:2] == (PONG, b"flagged")
+        c.send(PONG, b"flagged", rsv=4)
+        c.text("after")
+        assert c.recv().text == "after"
+        c.close(1000)
+        assert_close(c.recv(), 1000)
+        c.expect_eof()
+    assert [e["ev"] for e in events(settled(server, id))] == ["message", "close"]
 
 
 @pytest.mark.parametrize("frame, code", [
