@@ -9,7 +9,8 @@ also checks that cfws_sync did what that SPEC item promises, so the normalisatio
 hide a regression.
 
 The oracle lives beside the repository (``../shared/oracle``).  Without it the tests are
-skipped, or fail when ``CI`` is set.
+skipped, or fail when ``CI`` is set.  ``extra/`` adds scenarios of our own, with the
+traces workerd recorded for them (their files say how).
 """
 
 from __future__ import annotations
@@ -163,6 +164,7 @@ KNOWN_DIFFERENCES = {
     "n_deflate_rsv1_close": "README difference 14: no stray bytes after a control frame",
     "n_deflate_fragmented_with_ping":
         "README difference 14: no stray bytes after a control frame",
+    "f_ping_rsv1": "README difference 14: no stray bytes after a control frame",
 }
 #: Timing-dependent: the same run may match or not (README difference 13).
 TIMING = {"k_client_ws_ping_from_backend": "README difference 13: a ping that arrives with "
