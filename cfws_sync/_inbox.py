@@ -28,7 +28,7 @@ import time
 from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 from . import _runtime
-from ._protocol import Phase
+from ._protocol import FINAL, Phase
 from .blob import Blob
 from .errors import NetworkError, ProtocolError
 from .events import CloseEvent, Event
@@ -173,7 +173,7 @@ class Inbox:
         return ws._handlers.get("message") is None and not ws._listeners.get("message")
 
     def _abandoned(self) -> bool:
-        return self.ws._machine.phase in (Phase.CLOSE_SENT, Phase.CLOSED)
+        return self.ws._machine.phase is Phase.CLOSE_SENT or self.ws._machine.phase in FINAL
 
     def close_event(self) -> CloseEvent:
         """The ``close`` event, or for a protocol failure one made from its error."""

@@ -35,7 +35,7 @@ from .events import CloseEvent, ErrorEvent, Event, MessageEvent
 if TYPE_CHECKING:
     from .websocket import WebSocket
 
-__all__ = ["Phase", "Machine", "Link", "Gone", "Opened", "ConnectFailed"]
+__all__ = ["Phase", "FINAL", "Machine", "Link", "Gone", "Opened", "ConnectFailed"]
 
 
 class Phase(enum.Enum):
@@ -51,8 +51,12 @@ class Phase(enum.Enum):
     CLOSE_SENT = "close-sent"
     #: The peer's Close arrived and we have not answered: half-open (B6).
     CLOSE_RECEIVED = "close-received"
-    #: Both Closes were exchanged, or the connection is gone.
+    #: Both Closes were exchanged, or our own Close was followed by the end.
     CLOSED = "closed"
+    #: The connection ended without our Close: a drop (H1) or a protocol failure (M5,
+    #: E4).  ``ready_state`` reads 3 (SPEC §8.3), but as in workerd, whose outgoing side
+    #: stays open, ``send()`` and ``close()`` do not raise: they reach no one.
+    GONE = "gone"
     #: A client closed before it opened; workerd reads ``readyState`` 1 here (K4).
     CANCELLED = "cancelled"
 
@@ -63,8 +67,11 @@ READY_STATE = {
     Phase.CLOSE_SENT: 2,
     Phase.CLOSE_RECEIVED: 2,
     Phase.CLOSED: 3,
+    Phase.GONE: 3,  # SPEC §8.3 (workerd reads 1, then 2)
     Phase.CANCELLED: 1,  # K4: a quirk of workerd's, kept
 }
+#: The phases in which nothing more is dispatched.
+FINAL = frozenset((Phase.CLOSED, Phase.GONE))
 
 
 class Input(enum.Enum):
@@ -111,8 +118,8 @@ TRANSITIONS: dict[tuple[Phase, Input], tuple[Phase, int]] = {
     (P.OPEN, I.PEER_MESSAGE): (P.OPEN, Do.DISPATCH),
     (P.OPEN, I.PEER_CLOSE_REPLY): (P.CLOSED, Do.ECHO_CLOSE | Do.DISPATCH | Do.FINISH),  # B2
     (P.OPEN, I.PEER_CLOSE_HALF_OPEN): (P.CLOSE_RECEIVED, Do.DISPATCH),  # B6
-    (P.OPEN, I.PEER_GONE): (P.CLOSED, Do.DISPATCH | Do.FINISH),  # H1, SPEC §8.3
-    (P.OPEN, I.FAILURE): (P.CLOSED, Do.DISPATCH | Do.FINISH),  # E4, M5
+    (P.OPEN, I.PEER_GONE): (P.GONE, Do.DISPATCH | Do.FINISH),  # H1, SPEC §8.3
+    (P.OPEN, I.FAILURE): (P.GONE, Do.DISPATCH | Do.FINISH),  # E4, M5
     # C2, C3, C4: we closed first.
     (P.CLOSE_SENT, I.SEND): (P.CLOSE_SENT, Do.RAISE_CLOSED),
     (P.CLOSE_SENT, I.CLOSE): (P.CLOSE_SENT, Do.NOTHING),
@@ -124,10 +131,14 @@ TRANSITIONS: dict[tuple[Phase, Input], tuple[Phase, int]] = {
     # B6, B8, B13: the peer closed and we have not answered yet.
     (P.CLOSE_RECEIVED, I.SEND): (P.CLOSE_RECEIVED, Do.FORWARD),
     (P.CLOSE_RECEIVED, I.CLOSE): (P.CLOSED, Do.SEND_CLOSE | Do.FINISH),
-    (P.CLOSE_RECEIVED, I.PEER_GONE): (P.CLOSED, Do.FINISH),  # no second close event (B6)
+    (P.CLOSE_RECEIVED, I.PEER_GONE): (P.GONE, Do.FINISH),  # no second close event (B6)
     # B3, C2: closed.
     (P.CLOSED, I.SEND): (P.CLOSED, Do.RAISE_CLOSED),
     (P.CLOSED, I.CLOSE): (P.CLOSED, Do.NOTHING),
+    # Gone without our Close: workerd's send() and close() succeed into nothing
+    # (its x_drop_then_send_and_close and x_send_in_error_handler traces).
+    (P.GONE, I.SEND): (P.GONE, Do.NOTHING),
+    (P.GONE, I.CLOSE): (P.GONE, Do.NOTHING),
 }
 del P, I
 
@@ -140,7 +151,7 @@ _ONLY_FORWARD_SEND = frozenset(
     phase for (phase, what), (after, effects) in TRANSITIONS.items()
     if what is Input.SEND and after is phase and effects == Do.FORWARD)
 # The final phases that no inbound item changes (only send() and close() have rows there,
-# and none leads out): what arrives for an end in one is dropped unpumped (CLOSED, H1).
+# and none leads out): what arrives for an end in one is dropped unpumped (FINAL, H1).
 IGNORES_INBOUND = frozenset(Phase) - frozenset(
     phase for (phase, what), (after, _) in TRANSITIONS.items()
     if what not in (Input.SEND, Input.CLOSE) or after is not phase)

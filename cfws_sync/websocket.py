@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Union
 from . import _inbox, _runtime, errors, signals
 from ._frames import Message, PeerClose
 from ._inbox import Inbox
-from ._protocol import (IGNORES_INBOUND, READY_STATE, Inbound, Link, Machine, Phase,
+from ._protocol import (FINAL, IGNORES_INBOUND, READY_STATE, Inbound, Link, Machine, Phase,
                         coerce_message, validate_close)
 from .compat import Compatibility, current_compatibility
 from .events import ErrorEvent, Event
@@ -348,7 +348,7 @@ class WebSocket:
         signal = signals.BY_TYPE.get(kind)
         if signal is not None and signal.receivers:
             signal.send(self, event=event)
-        if failure is not None and kind != "error" and self._machine.phase is not Phase.CLOSED:
+        if failure is not None and kind != "error" and self._machine.phase not in FINAL:
             # SPEC §8.6: report it as an error event, then close with 1011.
             self._dispatch(ErrorEvent("error", failure))
             try:

@@ -153,6 +153,9 @@ def ws_echo(request, q: dict, log: list) -> Response:
         attempt(log, "send(echo)", lambda: server.send(data))
 
     def on_close(event):
+        if "sendInHandler" in q:
+            attempt(log, "send(%r) in handler" % q["sendInHandler"],
+                    lambda: server.send(q["sendInHandler"]))
         if "closeInHandler" in q:
             args = code_reason(q["closeInHandler"])
             attempt(log, "close%r in handler" % (args,), lambda: server.close(*args))

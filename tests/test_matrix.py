@@ -347,6 +347,24 @@ def test_H1_H4_drop_gives_one_close_1006(server, how):
                         "wasClean": False}]
 
 
+def test_H1_send_and_close_after_a_drop_reach_no_one(server):
+    # As workerd (a_end_drop_then_send_and_close in tests/compat/extra): its outgoing
+    # side stays open, so send() and close() in the close handler do not raise.
+    id = new_id()
+    c = ws(server, "/ws/echo", id=id, sendInHandler="in handler", closeInHandler="1000:bye")
+    try:
+        c.text("hi")
+        assert c.recv().text == "hi"
+        c.half_close()
+        c.expect_eof()  # nothing sent after the drop: neither the message nor a Close
+    finally:
+        c.abort()
+    calls = [e for e in settled(server, id) if "call" in e]
+    assert calls == [{"call": "send(echo)", "ok": True},
+                     {"call": "send('in handler') in handler", "ok": True},
+                     {"call": "close(1000, 'bye') in handler", "ok": True}]
+
+
 # -- L: pings ------------------------------------------------------------------------------
 
 

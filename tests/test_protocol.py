@@ -9,6 +9,7 @@ from cfws_sync import Blob, DOMException
 from cfws_sync import errors
 from cfws_sync._frames import Failure, Message, PeerClose
 from cfws_sync._protocol import (
+    FINAL,
     IGNORES_INBOUND,
     READY_STATE,
     TRANSITIONS,
@@ -235,13 +236,14 @@ def test_A6_numbers_are_written_as_javascript_does(value, text):
 def test_ready_states():
     assert READY_STATE == {Phase.CONNECTING: 0, Phase.OPEN: 1, Phase.CLOSE_SENT: 2,
                            Phase.CLOSE_RECEIVED: 2, Phase.CLOSED: 3,
+                           Phase.GONE: 3,  # SPEC §8.3
                            Phase.CANCELLED: 1}  # K4: workerd's quirk
 
 
-def test_transition_table_never_leaves_closed_and_never_dispatches_there():
+def test_transition_table_never_leaves_a_final_phase_and_never_dispatches_there():
     for (phase, what), (after, effects) in TRANSITIONS.items():
-        if phase is Phase.CLOSED:
-            assert after is Phase.CLOSED
+        if phase in FINAL:
+            assert after is phase
             assert not effects & (Do.DISPATCH | Do.SEND_CLOSE | Do.ECHO_CLOSE | Do.FORWARD)
 
 
@@ -408,13 +410,29 @@ def test_K5_connect_failure_is_error_then_close_1006():
     assert m.ready_state == 3
 
 
-def test_only_closed_drops_what_arrives_unpumped():
+def test_only_final_phases_drop_what_arrives_unpumped():
     # An end drops inbound items in these phases without pumping them: only where the
     # table would ignore every one of them, and no transition ever leaves.
-    assert IGNORES_INBOUND == {Phase.CLOSED}
+    assert IGNORES_INBOUND == FINAL == {Phase.CLOSED, Phase.GONE}
     machine = Machine(Compatibility.resolve())
     machine.accept(None)
     machine.receive(Gone(), None)
-    assert machine.phase is Phase.CLOSED
+    assert machine.phase is Phase.GONE
     for item in (Message("late"), PeerClose(1000, ""), Gone(), Failure(1002, "x")):
-        assert machine.receive(item, None) == [] and machine.phase is Phase.CLOSED
+        assert machine.receive(item, None) == [] and machine.phase is Phase.GONE
+
+
+@pytest.mark.parametrize("ending", [Gone(), Failure(1002, "Unknown opcode 3")],
+                         ids=["drop", "protocol-failure"])
+def test_after_the_connection_ends_without_our_close_send_and_close_reach_no_one(ending):
+    # workerd's outgoing side stays open after a drop (H1) or a protocol failure (M5):
+    # its send() and close() succeed, and nothing is sent (README: x_* traces in
+    # tests/compat/extra).  ready_state reads 3 all the same (SPEC §8.3).
+    link = RecordingLink()
+    machine = Machine(Compatibility.resolve())
+    machine.link = link
+    machine.accept(None)
+    machine.receive(ending, None)
+    machine.send("into nothing")
+    machine.close(1000, "bye")
+    assert machine.ready_state == 3 and link.calls == [("finish",)]
