@@ -165,6 +165,8 @@ KNOWN_DIFFERENCES = {
     "n_deflate_fragmented_with_ping":
         "README difference 14: no stray bytes after a control frame",
     "f_ping_rsv1": "README difference 14: no stray bytes after a control frame",
+    "a_end_half_open_then_fin":
+        "README difference 16: a peer's FIN after its Close ends a half-open connection",
 }
 #: Timing-dependent: the same run may match or not (README difference 13).
 TIMING = {"k_client_ws_ping_from_backend": "README difference 13: a ping that arrives with "
