@@ -2,9 +2,11 @@
 
 ::
 
-    python -m tests.compat.difffuzz --workerd PATH/TO/workerd [--seeds 150] [--first 0]
+    python -m tests.compat.difffuzz --workerd PATH/TO/workerd [--family frames|app]
+                                    [--seeds 150] [--first 0] [--verbose]
 
-Runs the scenarios of :mod:`tests.compat.fuzz_scenarios` with the oracle's own runner
+Runs one family of the scenarios of :mod:`tests.compat.fuzz_scenarios` (random frame
+sequences, or random behaviour of the app) with the oracle's own runner
 (``../shared/oracle``, copied to a scratch folder) on workerd and on cfws_sync (the
 target of ``tox -e compat``), removes the deliberate differences of SPEC §8 from both
 (:func:`tests.compat.normalise.normalise`), and prints each scenario whose traces still
@@ -33,9 +35,13 @@ from .test_oracle import ORACLE, ROOT, section_diff
 HERE = Path(__file__).resolve().parent
 
 
-def record(oracle: Path, out: Path, env: dict[str, str], target: Optional[str]) -> None:
-    """Run every fuzz scenario on ``target`` (workerd when ``None``) into ``out``."""
-    command = [sys.executable, "oracle.py", "--out", str(out), "-k", "z_fuzz_"]
+FAMILIES = {"frames": "z_fuzz_", "app": "z_app_"}
+
+
+def record(oracle: Path, out: Path, env: dict[str, str], prefix: str,
+           target: Optional[str]) -> None:
+    """Run the fuzz scenarios named ``prefix*`` on ``target`` (workerd when ``None``)."""
+    command = [sys.executable, "oracle.py", "--out", str(out), "-k", prefix]
     if target is not None:
         command[2:2] = ["--target", target]
     subprocess.run(command, cwd=str(oracle), env=env, check=True, stdout=subprocess.DEVNULL)
@@ -62,8 +68,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workerd", default=os.environ.get("WORKERD"),
                         help="the workerd binary (default: $WORKERD)")
+    parser.add_argument("--family", choices=sorted(FAMILIES), default="frames")
     parser.add_argument("--seeds", type=int, default=150)
     parser.add_argument("--first", type=int, default=0)
+    parser.add_argument("--verbose", action="store_true", help="print each difference")
     args = parser.parse_args()
     if not args.workerd:
         parser.error("give --workerd or set WORKERD")
@@ -77,18 +85,22 @@ def main() -> int:
         env = dict(os.environ, PYTHONPATH=str(ROOT), WORKERD=args.workerd,
                    FUZZ_FIRST=str(args.first), FUZZ_SEEDS=str(args.seeds))
         theirs, ours = Path(scratch) / "workerd", Path(scratch) / "cfws_sync"
-        record(oracle, theirs, env, None)
-        record(oracle, ours, env, "tests.compat.oracle_target:PyTarget")
+        prefix = FAMILIES[args.family]
+        record(oracle, theirs, env, prefix, None)
+        record(oracle, ours, env, prefix, "tests.compat.oracle_target:PyTarget")
         differing = 0
-        for path in sorted(theirs.glob("z_fuzz_*.json")):
+        for path in sorted(theirs.glob(prefix + "*.json")):
             recorded = json.loads(path.read_text(encoding="utf-8"))
             ran = json.loads((ours / path.name).read_text(encoding="utf-8"))
-            if not section_diff(normalise(recorded), normalise(ran)):
+            diff = section_diff(normalise(recorded), normalise(ran))
+            if not diff:
                 continue
             differing += 1
-            print(path.stem)
+            print("%s (%s)" % (path.stem, recorded.get("variant")))
             for side, trace in (("workerd  ", recorded), ("cfws_sync", ran)):
                 print("  %s %s" % (side, " ".join(filter(None, map(brief, trace["peer"])))))
+            if args.verbose:
+                print("\n".join("    " + line[:160] for line in diff))
         print("%d of %d scenarios differ" % (differing, args.seeds))
     return 0
 

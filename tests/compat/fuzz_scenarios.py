@@ -1,11 +1,17 @@
-"""Seeded random frame sequences, as oracle scenarios (``z_fuzz_<seed>``).
+"""Seeded random scenarios for the oracle's runner, in two families.
 
 Not a test module: :mod:`tests.compat.difffuzz` copies it into a private copy of the
 oracle, whose runner loads it beside its own scenarios.  ``FUZZ_FIRST`` and
-``FUZZ_SEEDS`` (environment) choose the seeds.  Each scenario opens ``/ws/echo``
-(half-open or not), sends one to six frames (any opcode, RSV bits, final or not, text
-kept valid UTF-8 so that SPEC §8.1 stays out of the way), sometimes a Close, and reads
-until the Close and the end of TCP.
+``FUZZ_SEEDS`` (environment) choose the seeds.
+
+``z_fuzz_<seed>`` (frames): opens ``/ws/echo`` (half-open or not), sends one to six
+frames (any opcode, RSV bits, final or not, text kept valid UTF-8 so that SPEC §8.1
+stays out of the way), sometimes a Close, and reads until the Close and the end of TCP.
+
+``z_app_<seed>`` (the app's side): well-formed frames from the peer, and the echo
+Worker's knobs drawn at random (``closeOnMessage``, ``closeInHandler``, ``closeLater``,
+``sendInHandler``, ``sendLater``, ``half``, ``greet``, ``bt``) under a random
+compatibility variant, so that the close rules (B, C) and binaryType (D) meet.
 """
 
 import os
@@ -55,6 +61,53 @@ def _register(seed: int) -> None:
         await peer.expect_eof(1.0)
 
 
+APP_CODES = ("1000", "1000:bye", "3000:x", "4999:" + "é" * 61, "4000:" + "y" * 124, "1001",
+             "999", "1005", "1006:z", "5000", "none")
+PEER_CODES = (1000, 1001, 3000, 4000, 4999, None)
+
+
+def _register_app(seed: int) -> None:
+    rnd = random.Random("app-%d" % seed)
+    variant = rnd.choice(("current", "legacy", "manual_reply", "pre_autoreply"))
+
+    @scenario("z_app_%04d" % seed, variants=(variant,), doc="random app knobs, seed %d" % seed)
+    async def _(ctx):
+        knobs = random.Random("knobs-%d" % seed)
+        params = {}
+        if knobs.random() < 0.4:
+            params["half"] = knobs.choice(("1", "0"))
+        if knobs.random() < 0.3:
+            params["closeOnMessage"] = knobs.choice(APP_CODES)
+        if knobs.random() < 0.4:
+            params["closeInHandler"] = knobs.choice(APP_CODES)
+        if knobs.random() < 0.3:
+            params["closeLater"] = "300;" + knobs.choice(APP_CODES)
+            if knobs.random() < 0.5:
+                params["sendLater"] = "later"
+        if knobs.random() < 0.3:
+            params["sendInHandler"] = "in handler"
+        if knobs.random() < 0.2:
+            params["greet"] = "hello"
+        if knobs.random() < 0.3:
+            params["bt"] = knobs.choice(("blob", "arraybuffer", "nonsense"))
+        peer = await ctx.connect("echo", **params)
+        for _ in range(knobs.randint(0, 3)):
+            kind = knobs.random()
+            if kind < 0.4:
+                await peer.text("héllo %d" % knobs.randrange(100))
+            elif kind < 0.8:
+                await peer.binary(bytes(knobs.randrange(256) for _ in range(knobs.randint(0, 8))))
+            else:
+                await peer.ping(b"p")
+            await peer.recv(timeout=0.3)
+        code = knobs.choice(PEER_CODES)
+        if knobs.random() < 0.8:
+            await peer.close(code, "peer" if code else b"")
+        await peer.recv(until_close=True, timeout=1.5)
+        await peer.expect_eof(1.5)
+
+
 _FIRST = int(os.environ.get("FUZZ_FIRST", "0"))
 for _seed in range(_FIRST, _FIRST + int(os.environ.get("FUZZ_SEEDS", "150"))):
     _register(_seed)
+    _register_app(_seed)
