@@ -14,43 +14,38 @@ import zlib
 from harness.runner import scenario  # the oracle's own
 
 
-@scenario("n_deflate_corrupt", variants=("current",),
-          doc="Compression negotiated; a text frame with RSV1 whose payload is not deflate data.")
-async def _(ctx):
-    p = await ctx.connect("echo", headers={"Sec-WebSocket-Extensions": "permessage-deflate"})
-    await p.send_frame(1, b"\xff\xff\xff\xff\xfe\xfd garbage", rsv=4)
-    await p.recv(until_close=True, timeout=2)
+OFFER = {"Sec-WebSocket-Extensions": "permessage-deflate"}
 
 
-@scenario("n_deflate_rsv1_continuation", variants=("current",),
-          doc="Compression negotiated; RSV1 set on a continuation frame.")
-async def _(ctx):
-    p = await ctx.connect("echo", headers={"Sec-WebSocket-Extensions": "permessage-deflate"})
-    await p.send_frame(1, b"abc", fin=False)
-    await p.send_frame(0, b"def", rsv=4)
-    await p.recv(until_close=True, timeout=2)
+def _frames_then_wait(name, doc, *frames):
+    """Compression negotiated; send ``frames`` ``(opcode, payload, fin, rsv)``, then read
+    until a Close."""
+    @scenario(name, variants=("current",), doc=doc)
+    async def _(ctx):
+        p = await ctx.connect("echo", headers=OFFER)
+        for opcode, payload, fin, rsv in frames:
+            await p.send_frame(opcode, payload, fin=fin, rsv=rsv)
+        await p.recv(until_close=True, timeout=2)
 
 
-@scenario("n_deflate_rsv1_ping", variants=("current",),
-          doc="Compression negotiated; RSV1 set on a ping.")
-async def _(ctx):
-    p = await ctx.connect("echo", headers={"Sec-WebSocket-Extensions": "permessage-deflate"})
-    await p.send_frame(9, b"hi", rsv=4)
-    await p.recv(until_close=True, timeout=2)
-
-
-@scenario("n_deflate_rsv1_close", variants=("current",),
-          doc="Compression negotiated; RSV1 set on a Close 1000.")
-async def _(ctx):
-    p = await ctx.connect("echo", headers={"Sec-WebSocket-Extensions": "permessage-deflate"})
-    await p.send_frame(8, b"\x03\xe8bye", rsv=4)
-    await p.recv(until_close=True, timeout=2)
+_frames_then_wait(
+    "n_deflate_corrupt",
+    "Compression negotiated; a text frame with RSV1 whose payload is not deflate data.",
+    (1, b"\xff\xff\xff\xff\xfe\xfd garbage", True, 4))
+_frames_then_wait(
+    "n_deflate_rsv1_continuation", "Compression negotiated; RSV1 set on a continuation frame.",
+    (1, b"abc", False, 0), (0, b"def", True, 4))
+_frames_then_wait(
+    "n_deflate_rsv1_ping", "Compression negotiated; RSV1 set on a ping.", (9, b"hi", True, 4))
+_frames_then_wait(
+    "n_deflate_rsv1_close", "Compression negotiated; RSV1 set on a Close 1000.",
+    (8, b"\x03\xe8bye", True, 4))
 
 
 @scenario("n_deflate_rsv1_pong_then_text", variants=("current",),
           doc="Compression negotiated; RSV1 set on a pong, then a plain text.")
 async def _(ctx):
-    p = await ctx.connect("echo", headers={"Sec-WebSocket-Extensions": "permessage-deflate"})
+    p = await ctx.connect("echo", headers=OFFER)
     await p.send_frame(10, b"hi", rsv=4)
     await p.text("after")
     await p.recv(timeout=1)
@@ -61,7 +56,7 @@ async def _(ctx):
 @scenario("n_deflate_rsv1_ping_long", variants=("current",),
           doc="Compression negotiated; RSV1 set on a ping with 20 bytes, then a plain text.")
 async def _(ctx):
-    p = await ctx.connect("echo", headers={"Sec-WebSocket-Extensions": "permessage-deflate"})
+    p = await ctx.connect("echo", headers=OFFER)
     await p.send_frame(9, b"0123456789abcdefghij", rsv=4)
     await p.recv(timeout=1)
     await p.text("after")
@@ -73,7 +68,7 @@ async def _(ctx):
 @scenario("n_deflate_no_context_corrupt_later", variants=("current",),
           doc="Compression negotiated; a good compressed message, then a corrupt one.")
 async def _(ctx):
-    p = await ctx.connect("echo", headers={"Sec-WebSocket-Extensions": "permessage-deflate"})
+    p = await ctx.connect("echo", headers=OFFER)
     await p.send_compressed(1, b"hello hello hello")
     await p.recv(timeout=1)
     await p.send_frame(2, b"\x00\x01\x02\x03", rsv=4)
@@ -91,7 +86,7 @@ def _deflated(data: bytes) -> bytes:
 @scenario("n_deflate_fragmented_with_ping", variants=("current",),
           doc="Compression negotiated; a compressed text in two fragments with a ping between.")
 async def _(ctx):
-    p = await ctx.connect("echo", headers={"Sec-WebSocket-Extensions": "permessage-deflate"})
+    p = await ctx.connect("echo", headers=OFFER)
     body = _deflated(b"fragmented and compressed, " * 4)
     half = len(body) // 2
     await p.send_frame(1, body[:half], fin=False, rsv=4)
@@ -106,7 +101,7 @@ async def _(ctx):
 @scenario("n_deflate_plain_ping", variants=("current",),
           doc="Compression negotiated; a plain ping, then a plain close.")
 async def _(ctx):
-    p = await ctx.connect("echo", headers={"Sec-WebSocket-Extensions": "permessage-deflate"})
+    p = await ctx.connect("echo", headers=OFFER)
     await p.send_frame(9, b"hello")
     await p.recv(timeout=1)
     await p.close(1000, "done")
