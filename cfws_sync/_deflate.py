@@ -4,10 +4,10 @@ decompression bombs (RULES E1), and the server's answer to a client's offer."""
 from __future__ import annotations
 
 import zlib
-from typing import Any, Optional, Union
+from typing import Optional, Union
 
 from wsproto.extensions import PerMessageDeflate
-from wsproto.frame_protocol import CloseReason, Opcode, RsvBits
+from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol, Opcode, RsvBits
 
 __all__ = ["BoundedDeflate", "negotiate_deflate"]
 
@@ -33,7 +33,8 @@ class BoundedDeflate(PerMessageDeflate):
     _control = False
 
     def frame_inbound_header(
-        self, proto: Any, opcode: Opcode, rsv: RsvBits, payload_length: int
+        self, proto: Union[FrameDecoder, FrameProtocol], opcode: Opcode, rsv: RsvBits,
+        payload_length: int,
     ) -> Union[CloseReason, RsvBits]:
         self._control = opcode.iscontrol()
         if self._control:
@@ -41,7 +42,7 @@ class BoundedDeflate(PerMessageDeflate):
         return super().frame_inbound_header(proto, opcode, rsv, payload_length)
 
     def frame_inbound_complete(
-        self, proto: Any, fin: bool
+        self, proto: Union[FrameDecoder, FrameProtocol], fin: bool
     ) -> Union[bytes, CloseReason, None]:
         if self._control:
             return None

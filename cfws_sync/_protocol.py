@@ -136,7 +136,7 @@ TRANSITIONS: dict[tuple[Phase, Input], tuple[Phase, int]] = {
     (P.CLOSED, I.SEND): (P.CLOSED, Do.RAISE_CLOSED),
     (P.CLOSED, I.CLOSE): (P.CLOSED, Do.NOTHING),
     # Gone without our Close: workerd's send() and close() succeed into nothing
-    # (its x_drop_then_send_and_close and x_send_in_error_handler traces).
+    # (the a_end_* traces in tests/compat/extra).
     (P.GONE, I.SEND): (P.GONE, Do.NOTHING),
     (P.GONE, I.CLOSE): (P.GONE, Do.NOTHING),
 }

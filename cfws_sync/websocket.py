@@ -175,6 +175,8 @@ class WebSocket:
         other buffers and :class:`Blob` as binary; ``int``, ``float`` and ``bool`` as their
         JavaScript text (A6, SPEC §8.5).
 
+        After a drop or a protocol error the message reaches no one, as in workerd.
+
         :raises TypeError: before ``accept()`` (A2), after ``close()`` (C2), or for data of
             another type, or none (A6).
         """
@@ -188,7 +190,8 @@ class WebSocket:
         """Close this end: send a Close frame with ``code`` and ``reason``.
 
         Everything sent before is delivered first.  With no code, the Close is empty
-        (C1).  A second call does nothing (C2); after an automatic reply it is ignored (B3).
+        (C1).  A second call does nothing (C2); after an automatic reply it is ignored (B3);
+        after a drop or a protocol error it sends nothing, as in workerd.
 
         :raises DOMException: ``InvalidAccessError`` for a bad code or a reason without a
             code, ``SyntaxError`` for a reason over 123 UTF-8 bytes (C5–C10).

@@ -426,7 +426,7 @@ def test_only_final_phases_drop_what_arrives_unpumped():
                          ids=["drop", "protocol-failure"])
 def test_after_the_connection_ends_without_our_close_send_and_close_reach_no_one(ending):
     # workerd's outgoing side stays open after a drop (H1) or a protocol failure (M5):
-    # its send() and close() succeed, and nothing is sent (README: x_* traces in
+    # its send() and close() succeed, and nothing is sent (the a_end_* traces in
     # tests/compat/extra).  ready_state reads 3 all the same (SPEC §8.3).
     link = RecordingLink()
     machine = Machine(Compatibility.resolve())

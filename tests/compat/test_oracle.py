@@ -31,7 +31,8 @@ from .normalise import first_violation, normalise
 
 ROOT = Path(__file__).resolve().parents[2]
 ORACLE = ROOT.parent / "shared" / "oracle"
-#: Scenarios of our own, with the traces workerd recorded for them (see its README).
+#: Scenarios of our own, with the traces workerd recorded for them (each scenario file
+#: says how).
 EXTRA = Path(__file__).resolve().parent / "extra"
 SECTIONS = ("peer", "backend", "harness", "worker")
 RUN_TIMEOUT = 55.0  # seconds for one scenario (the longest take about 10 s)
