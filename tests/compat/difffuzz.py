@@ -2,12 +2,12 @@
 
 ::
 
-    python -m tests.compat.difffuzz --workerd PATH/TO/workerd [--family frames|app]
+    python -m tests.compat.difffuzz --workerd PATH/TO/workerd [--family frames|deflate|app]
                                     [--seeds 150] [--first 0] [--verbose]
 
 Runs one family of the scenarios of :mod:`tests.compat.fuzz_scenarios` (random frame
-sequences, or random behaviour of the app) with the oracle's own runner
-(``../shared/oracle``, copied to a scratch folder) on workerd and on cfws_sync (the
+sequences, the same under permessage-deflate, or random behaviour of the app) with the
+oracle's own runner (``../shared/oracle``, copied to a scratch folder) on workerd and on cfws_sync (the
 target of ``tox -e compat``), removes the deliberate differences of SPEC §8 from both
 (:func:`tests.compat.normalise.normalise`), and prints each scenario whose traces still
 differ: one line of frames per side.  Read them rather than count them: some are races
@@ -35,7 +35,7 @@ from .test_oracle import ORACLE, ROOT, section_diff
 HERE = Path(__file__).resolve().parent
 
 
-FAMILIES = {"frames": "z_fuzz_", "app": "z_app_"}
+FAMILIES = {"frames": "z_fuzz_", "deflate": "z_deflate_", "app": "z_app_"}
 
 
 def record(oracle: Path, out: Path, env: dict[str, str], prefix: str,

@@ -1,4 +1,4 @@
-"""Seeded random scenarios for the oracle's runner, in two families.
+"""Seeded random scenarios for the oracle's runner, in three families.
 
 Not a test module: :mod:`tests.compat.difffuzz` copies it into a private copy of the
 oracle, whose runner loads it beside its own scenarios.  ``FUZZ_FIRST`` and
@@ -8,6 +8,10 @@ oracle, whose runner loads it beside its own scenarios.  ``FUZZ_FIRST`` and
 frames (any opcode, RSV bits, final or not, text kept valid UTF-8 so that SPEC §8.1
 stays out of the way), sometimes a Close, and reads until the Close and the end of TCP.
 
+``z_deflate_<seed>``: permessage-deflate offered; compressed messages (whole, or in two
+fragments with a control frame between), plain ones, damaged ones, and control frames
+with the compression bit.
+
 ``z_app_<seed>`` (the app's side): well-formed frames from the peer, and the echo
 Worker's knobs drawn at random (``closeOnMessage``, ``closeInHandler``, ``closeLater``,
 ``sendInHandler``, ``sendLater``, ``half``, ``greet``, ``bt``) under a random
@@ -16,6 +20,7 @@ compatibility variant, so that the close rules (B, C) and binaryType (D) meet.
 
 import os
 import random
+import zlib
 
 from harness.runner import scenario  # the oracle's own
 
@@ -107,7 +112,60 @@ def _register_app(seed: int) -> None:
         await peer.expect_eof(1.5)
 
 
+def _deflated(data: bytes) -> bytes:
+    """``data`` as one permessage-deflate message body (RFC 7692 §7.2.1), with its own
+    compressor (so without context takeover from the peer's point of view: kj and
+    cfws_sync both accept a fresh stream per message when the window allows)."""
+    compressor = zlib.compressobj(wbits=-15)
+    body = compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    return body[:-4]
+
+
+def _register_deflate(seed: int) -> None:
+    @scenario("z_deflate_%04d" % seed, variants=("current",),
+              doc="random frames under permessage-deflate, seed %d" % seed)
+    async def _(ctx):
+        rnd = random.Random("deflate-%d" % seed)
+        offer = rnd.choice(("permessage-deflate", "permessage-deflate; client_no_context_takeover",
+                            "permessage-deflate; client_max_window_bits"))
+        peer = await ctx.connect("echo", headers={"Sec-WebSocket-Extensions": offer})
+        for _ in range(rnd.randint(1, 5)):
+            kind = rnd.random()
+            opcode = rnd.choice((1, 2))
+            text = "héllo ✓ %d " % rnd.randrange(1000) * rnd.randint(1, 30)
+            if kind < 0.35:
+                body = _deflated(text.encode("utf-8"))
+                if rnd.random() < 0.5:  # in two fragments, maybe with a control frame between
+                    cut = rnd.randint(0, len(body))
+                    await peer.send_frame(opcode, body[:cut], fin=False, rsv=4)
+                    if rnd.random() < 0.5:
+                        await peer.send_frame(rnd.choice((9, 10)), b"c")
+                    await peer.send_frame(0, body[cut:])
+                else:
+                    await peer.send_frame(opcode, body, rsv=4)
+            elif kind < 0.6:
+                await peer.send_frame(opcode, text.encode("utf-8"))  # not compressed
+            elif kind < 0.7:
+                body = bytearray(_deflated(text.encode("utf-8")))
+                if body:
+                    body[rnd.randrange(len(body))] ^= 1 << rnd.randrange(8)
+                await peer.send_frame(opcode, bytes(body), rsv=4)  # damaged
+            elif kind < 0.8:
+                await peer.send_frame(rnd.choice((0, 8, 9, 10)), b"\x03\xe8",
+                                      rsv=rnd.choice((4, 0)), fin=rnd.random() < 0.8)
+            else:
+                await peer.ping(b"p")
+            if peer.eof:
+                break
+            await peer.recv(timeout=0.3)
+        if rnd.random() < 0.7:
+            await peer.close(1000, "end")
+        await peer.recv(until_close=True, timeout=1.0)
+        await peer.expect_eof(1.0)
+
+
 _FIRST = int(os.environ.get("FUZZ_FIRST", "0"))
 for _seed in range(_FIRST, _FIRST + int(os.environ.get("FUZZ_SEEDS", "150"))):
     _register(_seed)
     _register_app(_seed)
+    _register_deflate(_seed)
