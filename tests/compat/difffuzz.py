@@ -11,11 +11,15 @@ sequences, the same under permessage-deflate, or random behaviour of the app) wi
 oracle's own runner (``../shared/oracle``, copied to a scratch folder) on workerd and on
 cfws_sync (the target of ``tox -e compat``), removes the deliberate differences of
 SPEC §8 from both (:func:`tests.compat.normalise.normalise`), and prints each scenario
-whose traces still differ: one line of frames per side.  Read them rather than count them: some are races
-no implementation decides (a reset that overtakes a Close while the peer is still
-writing, RULES E5; a pong kj drops when a newer one is queued), and some are README
-differences 14 and 15 (kj's stray bytes after a control frame; in a Close they make
-the reason invalid UTF-8).  A difference worth fixing becomes a scenario in ``extra/``.
+whose traces still differ: one line of frames per side.
+
+Read them rather than count them.  Some are races no implementation decides (a reset
+that overtakes a Close while the peer is still writing, RULES E5; a pong kj drops when
+a newer one is queued).  Some are README differences 14 and 15 (kj's stray bytes after
+a control frame, which in a Close make the reason invalid UTF-8).  And a damaged
+compressed text that inflates to invalid UTF-8 fails with 1007 by SPEC §8.1, which the
+normalisation cannot see: the trace holds the compressed bytes.  A difference worth
+fixing becomes a scenario in ``extra/``.
 Get a workerd with ``npm install workerd`` (the shared traces' version: 1.20261117.1).
 """
 
