@@ -173,7 +173,8 @@ class Inbox:
         return ws._handlers.get("message") is None and not ws._listeners.get("message")
 
     def _abandoned(self) -> bool:
-        return self.ws._machine.phase is Phase.CLOSE_SENT or self.ws._machine.phase in FINAL
+        phase = self.ws._machine.phase
+        return phase is Phase.CLOSE_SENT or phase in FINAL
 
     def close_event(self) -> CloseEvent:
         """The ``close`` event, or for a protocol failure one made from its error."""

@@ -70,8 +70,6 @@ READY_STATE = {
     Phase.GONE: 3,  # SPEC §8.3 (workerd reads 1, then 2)
     Phase.CANCELLED: 1,  # K4: a quirk of workerd's, kept
 }
-#: The phases in which nothing more is dispatched.
-FINAL = frozenset((Phase.CLOSED, Phase.GONE))
 
 
 class Input(enum.Enum):
@@ -150,9 +148,10 @@ _ONLY_DISPATCH_MESSAGE = frozenset(
 _ONLY_FORWARD_SEND = frozenset(
     phase for (phase, what), (after, effects) in TRANSITIONS.items()
     if what is Input.SEND and after is phase and effects == Do.FORWARD)
-# The final phases that no inbound item changes (only send() and close() have rows there,
-# and none leads out): what arrives for an end in one is dropped unpumped (FINAL, H1).
-IGNORES_INBOUND = frozenset(Phase) - frozenset(
+#: The final phases (CLOSED, GONE), read off the table: no inbound item changes them (only
+#: send() and close() have rows there, and none leads out), so nothing more is dispatched
+#: in them, and what arrives for an end in one is dropped unpumped (H1).
+FINAL = frozenset(Phase) - frozenset(
     phase for (phase, what), (after, _) in TRANSITIONS.items()
     if what not in (Input.SEND, Input.CLOSE) or after is not phase)
 

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Union
 from . import _inbox, _runtime, errors, signals
 from ._frames import Message, PeerClose
 from ._inbox import Inbox
-from ._protocol import (FINAL, IGNORES_INBOUND, READY_STATE, Inbound, Link, Machine, Phase,
-                        coerce_message, validate_close)
+from ._protocol import (FINAL, READY_STATE, Inbound, Link, Machine, Phase, coerce_message,
+                        validate_close)
 from .compat import Compatibility, current_compatibility
 from .events import ErrorEvent, Event
 
@@ -270,7 +270,7 @@ class WebSocket:
 
     def _post(self, item: Inbound, inline: bool = False) -> None:
         """Queue an inbound item; pump now (``inline``, the reader's own call) or soon."""
-        if self._machine.phase in IGNORES_INBOUND:
+        if self._machine.phase in FINAL:
             return  # a final phase (read without the lock: it never changes again)
         with self._mailbox_lock:
             idle = not self._pumping and self._machine.accepted

@@ -243,10 +243,15 @@ class RawClient:
 
     def compressed(self, opcode: int, payload: bytes) -> None:
         """Send a whole message compressed with the negotiated permessage-deflate (RSV1)."""
+        self.send(opcode, self.deflate(payload), rsv=4)
+
+    def deflate(self, payload: bytes) -> bytes:
+        """``payload`` as the body of one message under the negotiated permessage-deflate
+        (RFC 7692 §7.2.1), to send whole or in fragments (the first with RSV1)."""
         assert self._deflater is not None, "permessage-deflate was not negotiated"
         data = self._deflater.compress(payload) + self._deflater.flush(zlib.Z_SYNC_FLUSH)
         assert data.endswith(_DEFLATE_TAIL)
-        self.send(opcode, data[:-4], rsv=4)
+        return data[:-4]
 
     def ping(self, payload: bytes = b"", **options: object) -> None:
         self.send(PING, payload, **options)

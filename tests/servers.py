@@ -10,12 +10,14 @@ process, so no other process can take the port between choosing it and serving o
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -147,3 +149,16 @@ class Server:
 
     def http_url(self, path: str = "/") -> str:
         return "http://127.0.0.1:%d%s" % (self.port, path)
+
+
+def process_stats(server: "Server") -> dict:
+    """The server process's fds and threads from /proc, and its greenlets from the app
+    (``/__stats`` of ``tests.apps:matrix``)."""
+    with urllib.request.urlopen(server.http_url("/__stats"), timeout=5) as response:
+        data = json.loads(response.read())
+    pid = data["pid"]
+    # gunicorn's gthread pool grows on demand up to --threads and keeps its threads:
+    # those are counted apart (and bounded), all other threads must come back.
+    return {"fds": len(os.listdir("/proc/%d/fd" % pid)),
+            "threads": len(os.listdir("/proc/%d/task" % pid)) - data["pool_threads"],
+            "greenlets": data["greenlets"], "pool": data["pool_threads"]}

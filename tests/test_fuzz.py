@@ -27,7 +27,7 @@ import urllib.request
 import pytest
 
 from tests.rawclient import BINARY, CLOSE, CONT, PING, PONG, TEXT, RawClient, make_frame
-from tests.servers import SERVER_KINDS, running_server
+from tests.servers import SERVER_KINDS, process_stats, running_server
 
 CONNECTIONS = 250  # per server kind
 IN_FLIGHT = 8
@@ -127,14 +127,9 @@ def log_of(server, id: str) -> list:
         return json.loads(response.read())
 
 
-def stats(server) -> dict:
-    with urllib.request.urlopen(server.http_url("/__stats"), timeout=5) as response:
-        return json.loads(response.read())
-
-
 def test_whatever_the_network_sends(server):
     port = server.port
-    before = stats(server)
+    before = process_stats(server)
     seeds = ["fz-%s-%d" % (server.kind, i) for i in range(CONNECTIONS)]
     failures = []
     with concurrent.futures.ThreadPoolExecutor(IN_FLIGHT) as pool:
@@ -157,9 +152,9 @@ def test_whatever_the_network_sends(server):
         assert len(ends) == 1 and kinds[-1] == ends[0], (seed, kinds)
 
     deadline = time.monotonic() + SETTLE_WITHIN  # every connection's descriptor is closed
-    while stats(server)["fds"] > before["fds"] and time.monotonic() < deadline:
+    while process_stats(server)["fds"] > before["fds"] and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert stats(server)["fds"] <= before["fds"], (before, stats(server))
+    assert process_stats(server)["fds"] <= before["fds"], (before, process_stats(server))
 
     with RawClient.open(port, "/ws/echo?id=fz-after") as client:
         client.text("still here")

@@ -10,16 +10,13 @@ where they were after a warm-up of the same mix.
 
 from __future__ import annotations
 
-import json
-import os
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from tests.rawclient import BINARY, CLOSE, RawClient, make_frame
-from tests.servers import SERVER_KINDS, running_server
+from tests.servers import SERVER_KINDS, process_stats, running_server
 
 CONNECTIONS = 500
 CONCURRENCY = 16
@@ -98,25 +95,13 @@ def serve(port: int, count: int) -> None:
             assert result is None
 
 
-def stats(server) -> dict:
-    """The server process's fds and threads from /proc, and its greenlets from the app."""
-    with urllib.request.urlopen(server.http_url("/__stats"), timeout=5) as response:
-        data = json.loads(response.read())
-    pid = data["pid"]
-    # gunicorn's gthread pool grows on demand up to --threads and keeps its threads:
-    # those are counted apart (and bounded), all other threads must come back.
-    return {"fds": len(os.listdir("/proc/%d/fd" % pid)),
-            "threads": len(os.listdir("/proc/%d/task" % pid)) - data["pool_threads"],
-            "greenlets": data["greenlets"], "pool": data["pool_threads"]}
-
-
 def steady(server, timeout: float = 5.0) -> dict:
     """Stats once two readings in a row agree (threads and greenlets winding down)."""
     deadline = time.monotonic() + timeout
-    last = stats(server)
+    last = process_stats(server)
     while True:
         time.sleep(0.1)
-        now = stats(server)
+        now = process_stats(server)
         if now == last or time.monotonic() > deadline:
             return now
         last = now
@@ -126,7 +111,7 @@ def settle(server, baseline: dict, slack: int, timeout: float = 10.0) -> dict:
     """Stats once each count is within ``slack`` of ``baseline`` (or the last read)."""
     deadline = time.monotonic() + timeout
     while True:
-        now = stats(server)
+        now = process_stats(server)
         back = all(now[k] <= baseline[k] + slack for k in ("fds", "threads", "greenlets"))
         if back or time.monotonic() > deadline:
             return now

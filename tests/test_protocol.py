@@ -10,7 +10,6 @@ from cfws_sync import errors
 from cfws_sync._frames import Failure, Message, PeerClose
 from cfws_sync._protocol import (
     FINAL,
-    IGNORES_INBOUND,
     READY_STATE,
     TRANSITIONS,
     ConnectFailed,
@@ -413,7 +412,7 @@ def test_K5_connect_failure_is_error_then_close_1006():
 def test_only_final_phases_drop_what_arrives_unpumped():
     # An end drops inbound items in these phases without pumping them: only where the
     # table would ignore every one of them, and no transition ever leaves.
-    assert IGNORES_INBOUND == FINAL == {Phase.CLOSED, Phase.GONE}
+    assert FINAL == {Phase.CLOSED, Phase.GONE}
     machine = Machine(Compatibility.resolve())
     machine.accept(None)
     machine.receive(Gone(), None)

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -36,7 +35,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .normalise import normalise
-from .test_oracle import ORACLE, ROOT, section_diff
+from .test_oracle import ROOT, copy_oracle, section_diff
 
 HERE = Path(__file__).resolve().parent
 
@@ -82,12 +81,7 @@ def main() -> int:
     if not args.workerd:
         parser.error("give --workerd or set WORKERD")
     with tempfile.TemporaryDirectory() as scratch:
-        oracle = Path(scratch) / "oracle"
-        shutil.copytree(ORACLE, oracle, ignore=shutil.ignore_patterns(
-            "traces", "node_modules", "__pycache__"))
-        for path in [oracle, *oracle.rglob("*")]:
-            path.chmod(path.stat().st_mode | 0o200)
-        shutil.copy(HERE / "fuzz_scenarios.py", oracle / "scenarios" / "s99_fuzz.py")
+        oracle = copy_oracle(Path(scratch) / "oracle", [HERE / "fuzz_scenarios.py"])
         env = dict(os.environ, PYTHONPATH=str(ROOT), WORKERD=args.workerd,
                    FUZZ_FIRST=str(args.first), FUZZ_SEEDS=str(args.seeds))
         theirs, ours = Path(scratch) / "workerd", Path(scratch) / "cfws_sync"

@@ -23,7 +23,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import pytest
 
@@ -67,13 +67,18 @@ def oracle(tmp_path_factory: pytest.TempPathFactory) -> Path:
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-    copy = tmp_path_factory.mktemp("oracle") / "oracle"
+    return copy_oracle(tmp_path_factory.mktemp("oracle") / "oracle", EXTRA.glob("*.py"))
+
+
+def copy_oracle(copy: Path, scenarios: Iterable[Path]) -> Path:
+    """Copy the oracle (without its recorded traces) to ``copy``, writable, with
+    ``scenarios`` (files of our own) beside its own; return ``copy``."""
     shutil.copytree(ORACLE, copy, ignore=shutil.ignore_patterns(
         "traces", "node_modules", "__pycache__"))
     for path in [copy, *copy.rglob("*")]:
         path.chmod(path.stat().st_mode | 0o200)
-    for scenarios in EXTRA.glob("*.py"):
-        shutil.copy(scenarios, copy / "scenarios" / scenarios.name)
+    for path in scenarios:
+        shutil.copy(path, copy / "scenarios" / path.name)
     return copy
 
 
